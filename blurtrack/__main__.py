@@ -1,0 +1,3 @@
+from blurtrack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The deblur stage: a cheap blur score gates a deblur network that runs on the search crop."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from engine.manifest import DeblurConfig
+from engine.runtime.base import ModelSession
+
+DeblurMode = Literal["on", "off", "auto"]
+
+
+def blur_score(crop_bgr: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey crop: low means few sharp edges, i.e. blurry."""
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+class Deblurrer:
+    """Runs the bundle's deblur network on NCHW float crops, when the policy says so."""
+
+    def __init__(self, session: ModelSession | None, input_name: str, output_name: str, policy: DeblurConfig):
+        self.session = session
+        self.input_name = input_name
+        self.output_name = output_name
+        self.policy = policy
+
+    @property
+    def available(self) -> bool:
+        return self.session is not None
+
+    def should_run(self, crop_bgr: np.ndarray, mode: DeblurMode) -> bool:
+        if self.session is None or mode == "off":
+            return False
+        if mode == "on":
+            return True
+        return blur_score(crop_bgr) < self.policy.blur_threshold
+
+    def __call__(self, crop_nchw: np.ndarray) -> np.ndarray:
+        assert self.session is not None
+        return self.session.run({self.input_name: crop_nchw})[self.output_name]

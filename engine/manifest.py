@@ -1,0 +1,178 @@
+"""Model bundle manifest: everything the engine needs to know about a bundle's networks.
+
+A bundle is a folder `models/weights/<name>/` with `manifest.json` and the network files it names.
+ONNX files are the source of truth; `.ms` files are made from them by `blurtrack models convert`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from engine.errors import ModelNotFoundError
+from engine.settings import get_engine_settings
+
+MANIFEST_NAME = "manifest.json"
+
+
+class TensorSpec(BaseModel):
+    name: str
+    shape: list[int]
+
+
+class NetworkSpec(BaseModel):
+    """One network file pair. `onnx` is required; `ms` is written by the converter."""
+
+    onnx: str
+    ms: str | None = None
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    # The converter's fusion pass crashes on convolutions whose weight is a graph input
+    # (the Siamese correlation), so such networks are converted with fusion off.
+    convert_no_fusion: bool = False
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"network {self.onnx} has no input {name!r}")
+
+
+class Preprocess(BaseModel):
+    """How the engine turns a BGR uint8 crop into a network input: (pixel - mean) / std per channel,
+    NCHW float32. Bundles that normalise inside the graph use mean 0 / std 1 (the cheaper path)."""
+
+    color: Literal["bgr", "rgb"] = "bgr"
+    mean: list[float] = [0.0, 0.0, 0.0]
+    std: list[float] = [1.0, 1.0, 1.0]
+
+    @property
+    def is_identity(self) -> bool:
+        return self.color == "bgr" and self.mean == [0.0, 0.0, 0.0] and self.std == [1.0, 1.0, 1.0]
+
+
+class AnchorConfig(BaseModel):
+    stride: int = 8
+    ratios: list[float] = [0.33, 0.5, 1.0, 2.0, 3.0]
+    scales: list[float] = [8.0]
+    score_size: int = 25
+
+    @property
+    def anchor_num(self) -> int:
+        return len(self.ratios) * len(self.scales)
+
+
+class TrackerConfig(BaseModel):
+    """SiamRPN hyper-parameters (pysot names) plus the lost / re-detect policy."""
+
+    exemplar_size: int = 127
+    instance_size: int = 255
+    context_amount: float = 0.5
+    penalty_k: float = 0.05
+    window_influence: float = 0.42
+    lr: float = 0.38
+    # A frame whose best score is below lost_threshold counts as a miss; after lost_patience
+    # misses in a row the state becomes `lost` and the search region grows by lost_search_growth
+    # per missed frame, up to lost_search_max times the normal region, until a frame scores
+    # at least found_threshold.
+    lost_threshold: float = 0.3
+    found_threshold: float = 0.5
+    lost_patience: int = 3
+    lost_search_growth: float = 1.25
+    lost_search_max: float = 3.0
+
+
+class DeblurConfig(BaseModel):
+    """When the deblur network runs: `on` every frame, `off` never, `auto` when the crop's blur
+    score (variance of the Laplacian of the grey crop; lower is blurrier) is below blur_threshold."""
+
+    mode: Literal["on", "off", "auto"] = "auto"
+    blur_threshold: float = 150.0
+
+
+class Manifest(BaseModel):
+    name: str
+    format_version: Literal[1] = 1
+    description: str = ""
+    template: NetworkSpec
+    search: NetworkSpec
+    deblur: NetworkSpec | None = None
+    # Input names that carry the image crop; every other search input is a template output.
+    template_image_input: str = "template"
+    search_image_input: str = "search"
+    deblur_image_input: str = "blurred"
+    cls_output: str = "cls"
+    loc_output: str = "loc"
+    deblur_output: str = "sharp"
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    anchors: AnchorConfig = Field(default_factory=AnchorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    deblur_policy: DeblurConfig = Field(default_factory=DeblurConfig)
+
+    @model_validator(mode="after")
+    def _check_wiring(self) -> "Manifest":
+        template_outputs = {t.name for t in self.template.outputs}
+        search_inputs = {t.name for t in self.search.inputs}
+        if self.search_image_input not in search_inputs:
+            raise ValueError(f"search network has no input {self.search_image_input!r}")
+        missing = search_inputs - {self.search_image_input} - template_outputs
+        if missing:
+            raise ValueError(f"search inputs {sorted(missing)} are not template outputs")
+        return self
+
+    def networks(self) -> dict[str, NetworkSpec]:
+        nets = {"template": self.template, "search": self.search}
+        if self.deblur is not None:
+            nets["deblur"] = self.deblur
+        return nets
+
+
+class Bundle(BaseModel):
+    """A manifest plus the folder it was read from."""
+
+    root: Path
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def path(self, file_name: str) -> Path:
+        return self.root / file_name
+
+    def save(self) -> Path:
+        out = self.root / MANIFEST_NAME
+        out.write_text(self.manifest.model_dump_json(indent=2) + "\n")
+        return out
+
+
+def resolve_bundle_dir(bundle: str | Path) -> Path:
+    """A bundle is given as a folder path or as a name under the models folder setting."""
+    candidate = Path(bundle)
+    if (candidate / MANIFEST_NAME).is_file():
+        return candidate
+    named = get_engine_settings().models_dir / str(bundle)
+    if (named / MANIFEST_NAME).is_file():
+        return named
+    raise ModelNotFoundError(
+        f"no model bundle {str(bundle)!r}: expected {candidate / MANIFEST_NAME} or {named / MANIFEST_NAME}. "
+        "Pass --bundle with a folder holding manifest.json, or set BLURTRACK_MODELS_DIR; "
+        "`blurtrack models list` shows the bundles found."
+    )
+
+
+def load_bundle(bundle: str | Path) -> Bundle:
+    root = resolve_bundle_dir(bundle)
+    try:
+        manifest = Manifest.model_validate(json.loads((root / MANIFEST_NAME).read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ModelNotFoundError(f"{root / MANIFEST_NAME} is not a valid bundle manifest: {exc}") from exc
+    return Bundle(root=root, manifest=manifest)
+
+
+def list_bundles(models_dir: Path | None = None) -> list[Path]:
+    base = models_dir or get_engine_settings().models_dir
+    return sorted(p.parent for p in base.glob(f"*/{MANIFEST_NAME}"))

@@ -1,0 +1,67 @@
+"""Pipeline: a bundle's networks loaded once on one backend, handing out per-target trackers.
+
+The service, `blurtrack eval` and `blurtrack track` all build their trackers here, so the numbers
+the benchmark prints are the numbers the service serves.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from engine.deblur import Deblurrer, DeblurMode
+from engine.errors import ModelNotFoundError
+from engine.manifest import Bundle, NetworkSpec, load_bundle
+from engine.runtime import get_backend
+from engine.runtime.base import Backend, ModelSession
+from engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Pipeline", "TrackResult", "SiamRPNTracker"]
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, backend: Backend):
+        self.bundle = bundle
+        self.backend = backend
+        manifest = bundle.manifest
+        deblur_session = self._load(manifest.deblur) if manifest.deblur is not None else None
+        self.networks = TrackerNetworks(
+            manifest=manifest,
+            template=self._load(manifest.template),
+            search=self._load(manifest.search),
+            deblurrer=Deblurrer(deblur_session, manifest.deblur_image_input, manifest.deblur_output, manifest.deblur_policy),
+        )
+        log.info("pipeline ready: bundle %s on %s (%s, %d threads)", bundle.name, backend.name, backend.device, backend.threads)
+
+    @classmethod
+    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> "Pipeline":
+        return cls(load_bundle(bundle), get_backend(backend, threads=threads))
+
+    def _load(self, spec: NetworkSpec) -> ModelSession:
+        if self.backend.model_format == "ms":
+            if spec.ms is None or not self.bundle.path(spec.ms).is_file():
+                raise ModelNotFoundError(
+                    f"bundle {self.bundle.name} has no MindSpore Lite file for {spec.onnx}: "
+                    f"run `blurtrack models convert {self.bundle.root}`"
+                )
+            return self.backend.load(self.bundle.path(spec.ms))
+        return self.backend.load(self.bundle.path(spec.onnx))
+
+    @property
+    def has_deblur(self) -> bool:
+        return self.networks.deblurrer.available
+
+    def new_tracker(self, deblur: DeblurMode | None = None) -> SiamRPNTracker:
+        """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto)."""
+        return SiamRPNTracker(self.networks, deblur=deblur)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "bundle": self.bundle.name,
+            "bundle_dir": str(self.bundle.root),
+            "deblur": "yes" if self.has_deblur else "no",
+            "deblur_policy": self.bundle.manifest.deblur_policy.mode,
+            **self.backend.describe(),
+        }

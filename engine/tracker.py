@@ -1,0 +1,211 @@
+"""The SiamRPN tracking procedure (after pysot's SiamRPNTracker), with a lost / re-detect state.
+
+One `SiamRPNTracker` per tracked target holds only small per-target state; the networks it
+calls are shared (`TrackerNetworks`), so one process can hold hundreds of trackers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors
+from engine.deblur import Deblurrer, DeblurMode
+from engine.errors import NotInitializedError
+from engine.frames import as_bgr
+from engine.geometry import Box, context_size, crop_square, parse_box
+from engine.manifest import Manifest
+from engine.runtime.base import ModelSession
+
+TrackState = Literal["tracking", "lost"]
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    box: tuple[float, float, float, float]
+    score: float
+    state: TrackState
+    timings: dict[str, float]
+    deblurred: bool = False
+
+
+@dataclass
+class TrackerNetworks:
+    """The loaded networks and what the manifest says about them; shared by many trackers."""
+
+    manifest: Manifest
+    template: ModelSession
+    search: ModelSession
+    deblurrer: Deblurrer
+    anchors: np.ndarray = field(init=False)
+    window: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.manifest.anchors
+        self.anchors = generate_anchors(cfg)
+        hanning = np.hanning(cfg.score_size)
+        self.window = np.tile(np.outer(hanning, hanning).ravel(), cfg.anchor_num).astype(np.float32)
+        pre = self.manifest.preprocess
+        self._mean = np.array(pre.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.array(pre.std, dtype=np.float32).reshape(1, 3, 1, 1)
+
+    def to_input(self, crop_bgr: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 crop -> 1x3xHxW float32 network input (identity preprocess is the fast path)."""
+        pre = self.manifest.preprocess
+        image = crop_bgr[:, :, ::-1] if pre.color == "rgb" else crop_bgr
+        tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        if pre.is_identity:
+            return tensor
+        return (tensor - self._mean) / self._std
+
+
+def _change(r: np.ndarray) -> np.ndarray:
+    return np.maximum(r, 1.0 / r)
+
+
+def _size_with_context(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray | float:
+    pad = (w + h) * 0.5
+    return np.sqrt((w + pad) * (h + pad))
+
+
+class SiamRPNTracker:
+    def __init__(self, nets: TrackerNetworks, deblur: DeblurMode | None = None):
+        self.nets = nets
+        self.cfg = nets.manifest.tracker
+        self.deblur_mode: DeblurMode = deblur or nets.manifest.deblur_policy.mode
+        self.features: dict[str, np.ndarray] | None = None
+        self.center = np.zeros(2)
+        self.size = np.zeros(2)
+        self.frame_shape: tuple[int, int] = (0, 0)
+        self.channel_mean = np.zeros(3)
+        self.state: TrackState = "tracking"
+        self.misses = 0
+        self.search_growth = 1.0
+
+    # -- crops ---------------------------------------------------------------------------
+    def _exemplar_side(self) -> float:
+        return context_size(self.size[0], self.size[1], self.cfg.context_amount)
+
+    def _search_crop(self, frame: np.ndarray, side: float) -> np.ndarray:
+        return crop_square(frame, (self.center[0], self.center[1]), side, self.cfg.instance_size, self.channel_mean)
+
+    def _maybe_deblur(self, crop: np.ndarray, timings: dict[str, float]) -> tuple[np.ndarray, bool]:
+        start = time.perf_counter()
+        tensor = self.nets.to_input(crop)
+        deblurred = self.nets.deblurrer.should_run(crop, self.deblur_mode)
+        if deblurred:
+            tensor = self.nets.deblurrer(tensor)
+        timings["deblur"] = (time.perf_counter() - start) * 1e3
+        return tensor, deblurred
+
+    # -- API -------------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, box) -> TrackResult:
+        start = time.perf_counter()
+        frame = as_bgr(frame)
+        target = parse_box(box, frame.shape)
+        self.frame_shape = frame.shape[:2]
+        self.center = np.array(target.center, dtype=np.float64)
+        self.size = np.array([target.w, target.h], dtype=np.float64)
+        self.channel_mean = frame.mean(axis=(0, 1))
+        self.state, self.misses, self.search_growth = "tracking", 0, 1.0
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        s_z = self._exemplar_side()
+        deblurred = False
+        if self.nets.deblurrer.available and self.deblur_mode != "off":
+            # The template is the centre of the search-sized crop at the same scale, so the one
+            # deblur network (sized for search crops) also serves the template.
+            side = s_z * self.cfg.instance_size / self.cfg.exemplar_size
+            crop = self._search_crop(frame, side)
+            timings["crop"] = (time.perf_counter() - t0) * 1e3
+            tensor, deblurred = self._maybe_deblur(crop, timings)
+            off = (self.cfg.instance_size - self.cfg.exemplar_size) // 2
+            template = np.ascontiguousarray(tensor[:, :, off : off + self.cfg.exemplar_size, off : off + self.cfg.exemplar_size])
+        else:
+            crop = crop_square(frame, tuple(self.center), s_z, self.cfg.exemplar_size, self.channel_mean)
+            timings["crop"] = (time.perf_counter() - t0) * 1e3
+            timings["deblur"] = 0.0
+            template = self.nets.to_input(crop)
+
+        t0 = time.perf_counter()
+        self.features = self.nets.template.run({self.nets.manifest.template_image_input: template})
+        timings["track"] = (time.perf_counter() - t0) * 1e3
+        timings["post"] = 0.0
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        return TrackResult(tuple(float(v) for v in target), 1.0, "tracking", timings, deblurred)
+
+    def track(self, frame: np.ndarray) -> TrackResult:
+        if self.features is None:
+            raise NotInitializedError("call init(frame, box) before track(frame)")
+        start = time.perf_counter()
+        frame = as_bgr(frame)
+        self.frame_shape = frame.shape[:2]
+        cfg, manifest = self.cfg, self.nets.manifest
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        s_z = self._exemplar_side()
+        scale_z = cfg.exemplar_size / s_z
+        s_x = s_z * cfg.instance_size / cfg.exemplar_size * self.search_growth
+        scale_x = cfg.instance_size / s_x  # crop pixels per frame pixel in this search crop
+        crop = self._search_crop(frame, s_x)
+        timings["crop"] = (time.perf_counter() - t0) * 1e3
+
+        tensor, deblurred = self._maybe_deblur(crop, timings)
+
+        t0 = time.perf_counter()
+        outputs = self.nets.search.run({manifest.search_image_input: tensor, **self.features})
+        timings["track"] = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        score = foreground_scores(outputs[manifest.cls_output])
+        boxes = decode_boxes(flatten_loc(outputs[manifest.loc_output]), self.nets.anchors)
+
+        # Scale and aspect-ratio change penalty, relative to the current size in crop pixels.
+        target_in_crop = self.size * scale_x
+        s_c = _change(_size_with_context(boxes[:, 2], boxes[:, 3]) / _size_with_context(*target_in_crop))
+        r_c = _change((target_in_crop[0] / target_in_crop[1]) / (boxes[:, 2] / boxes[:, 3]))
+        penalty = np.exp(-(r_c * s_c - 1.0) * cfg.penalty_k)
+        pscore = penalty * score
+        if self.state == "tracking":
+            # Motion prior: a cosine window favours small displacements. A lost target may be
+            # anywhere in the widened region, so the window is dropped while re-detecting.
+            pscore = pscore * (1.0 - cfg.window_influence) + self.nets.window * cfg.window_influence
+        best = int(np.argmax(pscore))
+        best_score = float(score[best])
+        self._update_state(best_score)
+
+        if self.state == "tracking":
+            cx, cy, w, h = boxes[best] / scale_x
+            lr = float(penalty[best] * best_score * cfg.lr)
+            self.center = self.center + np.array([cx, cy])
+            self.size = self.size * (1.0 - lr) + np.array([w, h]) * lr
+            self._clamp_to_frame()
+        timings["post"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
+        return TrackResult(tuple(float(v) for v in box), best_score, self.state, timings, deblurred)
+
+    # -- state -----------------------------------------------------------------------------
+    def _update_state(self, best_score: float) -> None:
+        cfg = self.cfg
+        if self.state == "tracking":
+            self.misses = self.misses + 1 if best_score < cfg.lost_threshold else 0
+            if self.misses >= cfg.lost_patience:
+                self.state = "lost"
+        elif best_score >= cfg.found_threshold:
+            self.state, self.misses, self.search_growth = "tracking", 0, 1.0
+        if self.state == "lost":
+            # Widen the search each lost frame to re-find the target, up to the configured maximum.
+            self.search_growth = min(self.search_growth * cfg.lost_search_growth, cfg.lost_search_max)
+
+    def _clamp_to_frame(self) -> None:
+        height, width = self.frame_shape
+        self.center[0] = np.clip(self.center[0], 0, width)
+        self.center[1] = np.clip(self.center[1], 0, height)
+        self.size[0] = np.clip(self.size[0], 10, width)
+        self.size[1] = np.clip(self.size[1], 10, height)
