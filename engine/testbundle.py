@@ -189,7 +189,10 @@ def build_test_bundle(out_dir: str | Path, name: str = "test-matched-filter") ->
         deblur=NetworkSpec(onnx="deblur.onnx", inputs=[image("blurred", 255)], outputs=[image("sharp", 255)]),
         anchors=AnchorConfig(stride=8, ratios=[0.33, 0.5, 1.0, 2.0, 3.0], scales=[8.0], score_size=SCORE_SIZE),
         # No box regression here, so the size stays put (lr 0) and the ratio penalty is moot.
-        tracker=TrackerConfig(penalty_k=0.0, window_influence=0.3, lr=0.0, lost_threshold=0.3, found_threshold=0.6, lost_patience=2),
+        tracker=TrackerConfig(
+            penalty_k=0.0, window_influence=0.3, lr=0.0, lost_threshold=0.3, found_threshold=0.6, lost_patience=2,
+            lost_search_growth=1.1, lost_search_max=1.3,
+        ),
         deblur_policy=DeblurConfig(mode="auto", blur_threshold=150.0),
     )
     Bundle(root=out, manifest=manifest).save()

@@ -1,0 +1,30 @@
+"""Shared fixtures: the hand-made test bundle, and ../shared (skipped with a message when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.testbundle import build_test_bundle
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("BLURTRACK_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if not (path / "data").is_dir():
+        pytest.skip(f"../shared is not beside the repository ({path}); these tests need its data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_bundle(tmp_path_factory) -> Path:
+    """The hand-made ONNX bundle (engine/testbundle.py), built once per test session."""
+    return build_test_bundle(tmp_path_factory.mktemp("bundle") / "test-matched-filter")

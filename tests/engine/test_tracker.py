@@ -1,0 +1,159 @@
+"""The tracker end to end on the hand-made bundle: it follows, it says lost, it rejects bad input."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import BackendUnavailableError, InvalidBoxError, InvalidFrameError, ModelNotFoundError, NotInitializedError
+from engine.frames import as_bgr, decode_image
+from engine.geometry import Box, iou
+from engine.manifest import load_bundle
+from engine.pipeline import Pipeline
+from engine.render import render_moving_target
+from engine.runtime import get_backend
+
+
+@pytest.fixture(scope="module")
+def pipeline(test_bundle):
+    return Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
+
+
+def run_sequence(tracker, seq):
+    tracker.init(seq.frames[0], seq.boxes[0])
+    return [tracker.track(frame) for frame in seq.frames[1:]]
+
+
+def centre_error(a, b):
+    (ax, ay), (bx, by) = Box(*a).center, Box(*b).center
+    return float(np.hypot(ax - bx, ay - by))
+
+
+@pytest.mark.parametrize("deblur", ["off", "on"])
+def test_follows_a_moving_target(pipeline, deblur):
+    seq = render_moving_target(60, step=(6.0, 3.0), seed=1)
+    results = run_sequence(pipeline.new_tracker(deblur=deblur), seq)
+    errors = [centre_error(r.box, gt) for r, gt in zip(results, seq.boxes[1:])]
+    ious = [iou(Box(*r.box), Box(*gt)) for r, gt in zip(results, seq.boxes[1:])]
+    # the target moves 6.7 px a frame and crosses 150+ px; a tracker that stood still would fail
+    assert max(errors) < 12.0
+    assert np.mean(ious) > 0.7
+    assert all(r.state == "tracking" for r in results)
+    assert all(r.deblurred == (deblur == "on") for r in results)
+    assert set(results[0].timings) == {"crop", "deblur", "track", "post", "total"}
+
+
+def test_reports_lost_when_target_leaves_and_keeps_a_box(pipeline):
+    seq = render_moving_target(25, step=(6.0, 3.0), seed=2, leave_after=10)
+    results = run_sequence(pipeline.new_tracker(deblur="off"), seq)
+    assert all(r.state == "tracking" for r in results[:8])
+    assert all(r.state == "lost" for r in results[12:])
+    assert all(r.score < 0.5 for r in results[12:])
+    # while lost, the box stays where the target was last seen, inside the frame
+    assert results[-1].box == results[12].box
+
+
+def test_refinds_target_after_it_comes_back(pipeline):
+    seq = render_moving_target(30, step=(0.0, 0.0), seed=3)
+    tracker = pipeline.new_tracker(deblur="off")
+    tracker.init(seq.frames[0], seq.boxes[0])
+    empty = np.random.default_rng(0).integers(0, 40, seq.frames[0].shape, dtype=np.uint8)
+    states = [tracker.track(empty).state for _ in range(5)]
+    assert states[-1] == "lost"
+    back = [tracker.track(frame) for frame in seq.frames[1:4]]
+    assert back[-1].state == "tracking"
+    assert centre_error(back[-1].box, seq.boxes[3]) < 8.0
+
+
+def test_sessions_do_not_share_state(pipeline):
+    a, b = render_moving_target(15, step=(5, 0), seed=4), render_moving_target(15, step=(0, 4), seed=5, start=(200, 20))
+    ta, tb = pipeline.new_tracker(deblur="off"), pipeline.new_tracker(deblur="off")
+    ta.init(a.frames[0], a.boxes[0])
+    tb.init(b.frames[0], b.boxes[0])
+    for fa, fb, ga, gb in zip(a.frames[1:], b.frames[1:], a.boxes[1:], b.boxes[1:]):
+        assert centre_error(ta.track(fa).box, ga) < 12
+        assert centre_error(tb.track(fb).box, gb) < 12
+
+
+def test_deblur_auto_runs_only_on_blurry_crops(pipeline):
+    seq = render_moving_target(3, seed=6)
+    tracker = pipeline.new_tracker(deblur="auto")
+    tracker.init(seq.frames[0], seq.boxes[0])
+    assert tracker.track(seq.frames[1]).deblurred is False  # sharp noisy frame: high Laplacian variance
+    smeared = cv2.blur(seq.frames[2], (15, 1))
+    assert tracker.track(smeared).deblurred is True
+
+
+def test_grey_and_bgra_frames_are_accepted(pipeline):
+    seq = render_moving_target(4, seed=7)
+    tracker = pipeline.new_tracker(deblur="off")
+    tracker.init(cv2.cvtColor(seq.frames[0], cv2.COLOR_BGR2GRAY), seq.boxes[0])
+    r1 = tracker.track(cv2.cvtColor(seq.frames[1], cv2.COLOR_BGR2BGRA))
+    r2 = tracker.track(cv2.cvtColor(seq.frames[2], cv2.COLOR_BGR2GRAY)[:, :, None])
+    assert r1.state == r2.state == "tracking"
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (np.zeros((0, 0, 3), np.uint8), "empty"),
+        (np.zeros((10, 10, 2), np.uint8), "shape"),
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        ("not an array", "numpy array"),
+    ],
+)
+def test_bad_frames_are_rejected_with_a_message(pipeline, frame, message):
+    tracker = pipeline.new_tracker()
+    with pytest.raises(InvalidFrameError, match=message):
+        tracker.init(frame, (1, 1, 5, 5))
+
+
+def test_bad_boxes_and_order_of_calls(pipeline):
+    frame = render_moving_target(1).frames[0]
+    tracker = pipeline.new_tracker()
+    with pytest.raises(NotInitializedError, match="init"):
+        tracker.track(frame)
+    with pytest.raises(InvalidBoxError, match="positive"):
+        tracker.init(frame, (10, 10, 0, 20))
+    with pytest.raises(InvalidBoxError, match="outside"):
+        tracker.init(frame, (1000, 10, 20, 20))
+
+
+def test_decode_image_errors_and_formats():
+    frame = render_moving_target(1).frames[0]
+    for ext in (".png", ".jpg"):
+        ok, data = cv2.imencode(ext, frame)
+        assert decode_image(data.tobytes()).shape == frame.shape
+    ok, grey_png = cv2.imencode(".png", frame[:, :, 0])
+    assert decode_image(grey_png.tobytes()).shape == frame.shape
+    with pytest.raises(InvalidFrameError, match="empty"):
+        decode_image(b"")
+    with pytest.raises(InvalidFrameError, match="JPEG or PNG"):
+        decode_image(b"\xff\xd8 this is not really a jpeg")
+    assert as_bgr(frame) is frame
+
+
+def test_missing_model_file_names_the_fix(test_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in test_bundle.iterdir():
+        if f.name != "search.onnx":
+            (broken / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ModelNotFoundError, match="search.onnx"):
+        Pipeline.from_bundle(broken, backend="onnxruntime")
+    with pytest.raises(ModelNotFoundError, match="models list"):
+        Pipeline.from_bundle(tmp_path / "nowhere", backend="onnxruntime")
+
+
+def test_manifest_wiring_is_validated(test_bundle, tmp_path):
+    data = json.loads((test_bundle / "manifest.json").read_text())
+    data["search"]["inputs"][1]["name"] = "not_a_template_output"
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelNotFoundError, match="not template outputs"):
+        load_bundle(tmp_path)
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(BackendUnavailableError, match="choose one of"):
+        get_backend("tensorflow")
