@@ -53,9 +53,9 @@ class Pipeline:
     def has_deblur(self) -> bool:
         return self.networks.deblurrer.available
 
-    def new_tracker(self, deblur: DeblurMode | None = None) -> SiamRPNTracker:
+    def new_tracker(self, deblur: DeblurMode | None = None, keep_crops: bool = False) -> SiamRPNTracker:
         """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto)."""
-        return SiamRPNTracker(self.networks, deblur=deblur)
+        return SiamRPNTracker(self.networks, deblur=deblur, keep_crops=keep_crops)
 
     def describe(self) -> dict[str, str]:
         return {

@@ -72,8 +72,12 @@ def _size_with_context(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarr
 
 
 class SiamRPNTracker:
-    def __init__(self, nets: TrackerNetworks, deblur: DeblurMode | None = None):
+    def __init__(self, nets: TrackerNetworks, deblur: DeblurMode | None = None, keep_crops: bool = False):
         self.nets = nets
+        # keep_crops: remember the last search crop and the network's view of it (after deblur),
+        # for tools that show what the tracker sees; off on the serving path.
+        self.keep_crops = keep_crops
+        self.last_crops: tuple[np.ndarray, np.ndarray] | None = None
         self.cfg = nets.manifest.tracker
         self.deblur_mode: DeblurMode = deblur or nets.manifest.deblur_policy.mode
         self.features: dict[str, np.ndarray] | None = None
@@ -156,6 +160,8 @@ class SiamRPNTracker:
         timings["crop"] = (time.perf_counter() - t0) * 1e3
 
         tensor, deblurred = self._maybe_deblur(crop, timings)
+        if self.keep_crops:
+            self.last_crops = (crop, self._tensor_to_image(tensor))
 
         t0 = time.perf_counter()
         outputs = self.nets.search.run({manifest.search_image_input: tensor, **self.features})
@@ -189,6 +195,12 @@ class SiamRPNTracker:
         timings["total"] = (time.perf_counter() - start) * 1e3
         box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
         return TrackResult(tuple(float(v) for v in box), best_score, self.state, timings, deblurred)
+
+    def _tensor_to_image(self, tensor: np.ndarray) -> np.ndarray:
+        pre = self.nets.manifest.preprocess
+        image = tensor[0] * np.array(pre.std, np.float32)[:, None, None] + np.array(pre.mean, np.float32)[:, None, None]
+        image = np.clip(image.transpose(1, 2, 0), 0, 255).astype(np.uint8)
+        return image[:, :, ::-1] if pre.color == "rgb" else image
 
     # -- state -----------------------------------------------------------------------------
     def _update_state(self, best_score: float) -> None:

@@ -1,0 +1,28 @@
+# One-command setup, run and test. Everything lands in .venv (and the MindSpore Lite runtime in
+# the cache dir given by BLURTRACK_MSLITE_HOME, default ~/.cache/blurtrack/mslite).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+BUNDLE ?= blurtrack-effnet-eca
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test bench clean
+
+$(BIN)/blurtrack: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/blurtrack
+	$(BIN)/blurtrack setup mslite
+
+run: setup
+	$(BIN)/blurtrack serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE)
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
