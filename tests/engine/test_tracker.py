@@ -1,6 +1,7 @@
 """The tracker end to end on the hand-made bundle: it follows, it says lost, it rejects bad input."""
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -18,6 +19,18 @@ from engine.runtime import get_backend
 @pytest.fixture(scope="module")
 def pipeline(test_bundle):
     return Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
+
+
+@pytest.fixture(scope="module")
+def mslite_pipeline(test_bundle, tmp_path_factory):
+    from engine.runtime.mslite import convert_bundle
+    from engine.runtime.mslite_setup import setup_runtime
+
+    setup_runtime()  # idempotent; CI has run `blurtrack setup mslite` already
+    bundle = tmp_path_factory.mktemp("ms") / "bundle"
+    shutil.copytree(test_bundle, bundle)
+    convert_bundle(load_bundle(bundle))
+    return Pipeline.from_bundle(bundle, backend="mslite", threads=1)
 
 
 def run_sequence(tracker, seq):
@@ -42,6 +55,17 @@ def test_follows_a_moving_target(pipeline, deblur):
     assert all(r.state == "tracking" for r in results)
     assert all(r.deblurred == (deblur == "on") for r in results)
     assert set(results[0].timings) == {"crop", "deblur", "track", "post", "total"}
+
+
+def test_mslite_and_onnxruntime_track_alike(pipeline, mslite_pipeline):
+    seq = render_moving_target(30, step=(6.0, 3.0), seed=12)
+    ort_results = run_sequence(pipeline.new_tracker(deblur="on"), seq)
+    ms_results = run_sequence(mslite_pipeline.new_tracker(deblur="on"), seq)
+    assert mslite_pipeline.describe()["backend"] == "mslite"
+    for a, b in zip(ort_results, ms_results):
+        np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+        assert abs(a.score - b.score) < 1e-3
+        assert a.state == b.state
 
 
 def test_reports_lost_when_target_leaves_and_keeps_a_box(pipeline):
