@@ -23,3 +23,7 @@ class BackendUnavailableError(BlurtrackError, RuntimeError):
 
 class NotInitializedError(BlurtrackError, RuntimeError):
     """`track` was called before `init`."""
+
+
+class DatasetError(BlurtrackError, ValueError):
+    """An evaluation data set folder does not follow the OTB layout."""

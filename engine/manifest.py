@@ -143,6 +143,10 @@ class Bundle(BaseModel):
     def path(self, file_name: str) -> Path:
         return self.root / file_name
 
+    def has_ms_files(self) -> bool:
+        """Whether every network has its converted MindSpore Lite file."""
+        return all(spec.ms and self.path(spec.ms).is_file() for spec in self.manifest.networks().values())
+
     def save(self) -> Path:
         out = self.root / MANIFEST_NAME
         out.write_text(self.manifest.model_dump_json(indent=2) + "\n")

@@ -37,7 +37,12 @@ class Pipeline:
 
     @classmethod
     def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> "Pipeline":
-        return cls(load_bundle(bundle), get_backend(backend, threads=threads))
+        loaded = load_bundle(bundle)
+        if backend == "auto" and not loaded.has_ms_files():
+            # auto means "MindSpore Lite where it can run": a bundle not converted yet cannot.
+            log.info("bundle %s has no .ms files (`blurtrack models convert` makes them): using onnxruntime", loaded.name)
+            backend = "onnxruntime"
+        return cls(loaded, get_backend(backend, threads=threads))
 
     def _load(self, spec: NetworkSpec) -> ModelSession:
         if self.backend.model_format == "ms":
