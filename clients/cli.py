@@ -1,0 +1,160 @@
+"""`blurtrack-client`: stream a video file, camera or image folder to a blurtrack server.
+
+    blurtrack-client stream VIDEO|CAMERA_INDEX|IMAGE_DIR --box x,y,w,h --server http://HOST:8000 \\
+        [--mode lockstep|realtime] [--out annotated.mp4] [--api-key KEY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Iterator
+
+import cv2
+import httpx
+import numpy as np
+import websockets
+
+from clients.client import BlurtrackClient, Result, ServerError, StreamError
+from clients.sources import open_source
+
+STATE_COLOURS = {"tracking": (0, 220, 0), "lost": (0, 0, 255), "dropped": (0, 200, 255)}  # BGR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blurtrack-client", description="Client of the blurtrack tracking service.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    stream = sub.add_parser("stream", help="track a target through a video, camera or image folder")
+    stream.add_argument("source", help="video file, camera index (0, 1, ...) or folder of images")
+    stream.add_argument("--box", required=True, help="the target in the first frame: x,y,w,h in pixels")
+    stream.add_argument("--server", default=os.environ.get("BLURTRACK_SERVER", "http://127.0.0.1:8000"), help="server URL (env BLURTRACK_SERVER)")
+    stream.add_argument(
+        "--mode",
+        choices=("lockstep", "realtime"),
+        default="lockstep",
+        help="lockstep: send a frame, wait for its box (drops nothing); realtime: send at the source frame rate, "
+        "read boxes as they come (the server drops frames it cannot keep up with)",
+    )
+    stream.add_argument("--fps", type=float, default=None, help="realtime send rate (default: the source's)")
+    stream.add_argument("--out", default=None, help="write an annotated video here (.mp4)")
+    stream.add_argument("--api-key", default=os.environ.get("BLURTRACK_API_KEY"), help="API key (env BLURTRACK_API_KEY)")
+    stream.add_argument("--deblur", choices=("on", "off", "auto"), default=None, help="deblur policy of the session")
+    stream.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    stream.add_argument("--jpeg-quality", type=int, default=90)
+    stream.add_argument("--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+class Annotator:
+    """Writes every source frame, each with the newest box known when it is written."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self.writer: cv2.VideoWriter | None = None
+        self.pending: dict[int, np.ndarray] = {}
+        self.last: tuple[tuple[float, ...], str] | None = None
+
+    def keep(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(frames):
+            self.pending[index] = frame
+            yield frame
+
+    def on_result(self, index: int, result: Result) -> None:
+        for i in sorted(i for i in self.pending if i < index):
+            self._write(self.pending.pop(i), "dropped")
+        if index in self.pending:
+            self.last = (result.box, result.state)
+            self._write(self.pending.pop(index), result.state, f"#{index} {result.state} {result.score:.2f}")
+
+    def close(self) -> None:
+        for i in sorted(self.pending):
+            self._write(self.pending.pop(i), "dropped")
+        if self.writer is not None:
+            self.writer.release()
+
+    def _write(self, frame: np.ndarray, state: str, label: str | None = None) -> None:
+        if self.writer is None:
+            height, width = frame.shape[:2]
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self.writer.isOpened():
+                raise OSError(f"OpenCV cannot write {self.path}")
+        out = frame.copy()
+        if self.last is not None:
+            box, last_state = self.last
+            x, y, w, h = (round(v) for v in box)
+            colour = STATE_COLOURS["dropped" if state == "dropped" else last_state]
+            cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+            cv2.putText(out, label or state, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
+        self.writer.write(out)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def stream_command(args: argparse.Namespace) -> int:
+    source = open_source(args.source, max_frames=args.max_frames)
+    fps = args.fps or source.fps
+    annotator = Annotator(args.out, fps) if args.out else None
+    frames = annotator.keep(source.frames) if annotator else source.frames
+    options = {"deblur": args.deblur} if args.deblur else None
+    results, errors, dropped = 0, 0, 0
+    server_ms: list[float] = []
+    rtt_ms: list[float] = []
+    try:
+        async with BlurtrackClient(args.server, api_key=args.api_key) as client:
+            async for index, message in client.track(frames, args.box, mode=args.mode, fps=fps, options=options, jpeg_quality=args.jpeg_quality):
+                if isinstance(message, StreamError):
+                    errors += 1
+                    print(f"frame {index:5d} error {message.code}: {message.message}", file=sys.stderr)
+                    continue
+                results += 1
+                dropped = max(dropped, message.dropped)
+                if message.seq > 0:
+                    server_ms.append(message.latency_ms["total"])
+                    if message.rtt_ms is not None:
+                        rtt_ms.append(message.rtt_ms)
+                if annotator:
+                    annotator.on_result(index, message)
+                if not args.quiet:
+                    x, y, w, h = message.box
+                    print(
+                        f"frame {index:5d} seq {message.seq:5d} box {x:7.1f},{y:7.1f},{w:6.1f},{h:6.1f} "
+                        f"score {message.score:.3f} {message.state:8s} dropped {message.dropped:4d} "
+                        f"server {message.latency_ms.get('total', 0.0):6.1f} ms rtt {message.rtt_ms or 0.0:6.1f} ms"
+                    )
+    except ServerError as exc:
+        print(f"blurtrack-client: the server refused: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, httpx.HTTPError, websockets.exceptions.WebSocketException) as exc:
+        print(f"blurtrack-client: lost the server at {args.server}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if annotator:
+            annotator.close()
+    print(
+        f"{results} results, {dropped} frames dropped by the server, {errors} errors; "
+        f"server latency p50 {_percentile(server_ms, 50):.1f} ms p95 {_percentile(server_ms, 95):.1f} ms; "
+        f"round trip p50 {_percentile(rtt_ms, 50):.1f} ms p95 {_percentile(rtt_ms, 95):.1f} ms"
+        + (f"; annotated video: {args.out}" if args.out else "")
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "stream":
+        try:
+            return asyncio.run(stream_command(args))
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            print(f"blurtrack-client: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

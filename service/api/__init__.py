@@ -1,0 +1,1 @@
+"""HTTP and WebSocket routes (thin: they parse, call the session registry / worker, answer)."""

@@ -1,0 +1,102 @@
+"""`/v1/sessions`: open a session on a first frame and box, list, inspect and delete sessions."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from pydantic import ValidationError
+
+from engine.errors import InvalidBoxError
+from engine.geometry import parse_box
+from engine.pipeline import Pipeline
+from service.api.deps import State, require_api_key
+from service.errors import WS_ENDED, ApiError
+from service.frames import check_frame_bytes
+from service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
+from service.sessions import Session
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
+
+_ERRORS = {
+    400: {"model": ErrorBody, "description": "bad frame, box or options"},
+    401: {"model": ErrorBody, "description": "API key missing or wrong"},
+    413: {"model": ErrorBody, "description": "frame over the byte or pixel limit"},
+    503: {"model": ErrorBody, "description": "session limit reached, or models not loaded yet"},
+}
+
+
+def parse_options(raw: str | None, pipeline: Pipeline) -> SessionOptions:
+    if raw is None or not raw.strip():
+        return SessionOptions()
+    try:
+        options = SessionOptions.model_validate(json.loads(raw))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ApiError(
+            400,
+            "invalid_options",
+            f'options must be a JSON object like {{"deblur": "auto"}} with keys backend (auto|mslite|onnxruntime) '
+            f"and deblur (on|off|auto): {exc}",
+        ) from exc
+    served = pipeline.backend.name
+    if options.backend not in (None, "auto", served):
+        raise ApiError(
+            400,
+            "backend_mismatch",
+            f"this server runs the {served} backend, not {options.backend}: leave `backend` out, or use a server "
+            f"started with --backend {options.backend}",
+        )
+    if options.deblur == "on" and not pipeline.has_deblur:
+        raise ApiError(
+            400,
+            "deblur_unavailable",
+            f"bundle {pipeline.bundle.name} has no deblur network: use deblur off/auto or serve a bundle with one",
+        )
+    return options
+
+
+@router.post("", status_code=201, response_model=SessionCreated, responses=_ERRORS)
+async def create_session(
+    state: State,
+    frame: Annotated[UploadFile, File(description="the first frame, JPEG or PNG")],
+    box: Annotated[str, Form(description="the target in the first frame: x,y,w,h in pixels, top-left corner")],
+    options: Annotated[str | None, Form(description='JSON, e.g. {"deblur": "auto"}')] = None,
+) -> SessionCreated:
+    """Initialise a tracker on the first frame (in a worker thread) and return where to stream."""
+    pipeline = state.worker.require_pipeline()
+    session_options = parse_options(options, pipeline)
+    try:
+        target = parse_box(box)
+    except InvalidBoxError as exc:
+        raise ApiError(400, "invalid_box", str(exc)) from exc
+    data = await frame.read(state.settings.max_frame_bytes + 1)
+    check_frame_bytes(data, state.settings.max_frame_bytes)
+
+    state.registry.reserve()
+    try:
+        tracker, first = await state.worker.open(data, target, session_options)
+    except BaseException:
+        state.registry.release()
+        raise
+    session = Session(tracker=tracker, options=session_options, first=first)
+    state.registry.add(session)
+    return SessionCreated(session_id=session.id, stream_url=f"/v1/sessions/{session.id}/stream", created_at=session.created_at)
+
+
+@router.get("", response_model=SessionList, responses=_ERRORS)
+async def list_sessions(state: State) -> SessionList:
+    return SessionList(sessions=[s.info() for s in state.registry.all()], max_sessions=state.registry.max_sessions)
+
+
+@router.get("/{session_id}", response_model=SessionInfo, responses={404: {"model": ErrorBody}, 401: _ERRORS[401]})
+async def get_session(session_id: str, state: State) -> SessionInfo:
+    return state.registry.get(session_id).info()
+
+
+@router.delete("/{session_id}", status_code=204, responses={404: {"model": ErrorBody}, 401: _ERRORS[401]})
+async def delete_session(session_id: str, state: State) -> Response:
+    """End a session; an attached stream gets an error message `session_deleted` and is closed (4410)."""
+    session = state.registry.get(session_id)
+    await state.registry.end(session, "deleted", WS_ENDED, "the session was deleted (DELETE /v1/sessions/{id})")
+    return Response(status_code=204)

@@ -1,0 +1,31 @@
+"""`WS /v1/sessions/{id}/stream`: binary frames in, one JSON result (or error) per processed frame out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.websockets import WebSocket
+
+from service.api.deps import State, require_stream_key
+from service.errors import WS_BUSY, WS_TRY_AGAIN, WS_UNKNOWN_SESSION, StreamRejected
+from service.streaming import StreamConnection
+
+router = APIRouter(prefix="/v1/sessions", tags=["stream"])
+
+
+@router.websocket("/{session_id}/stream")
+async def stream(websocket: WebSocket, session_id: str, state: State, _auth: Annotated[None, Depends(require_stream_key)]) -> None:
+    if not state.worker.ready:
+        raise StreamRejected(WS_TRY_AGAIN, "not_ready", "the models are still loading; poll GET /readyz and retry")
+    session = state.registry.find(session_id)
+    if session is None:
+        raise StreamRejected(
+            WS_UNKNOWN_SESSION,
+            "unknown_session",
+            f"no live session {session_id!r}: it never existed, was deleted or expired; open a new one with POST /v1/sessions",
+        )
+    if session.stream is not None:
+        raise StreamRejected(WS_BUSY, "stream_busy", "this session already has a stream attached; one stream per session")
+    await websocket.accept()
+    await StreamConnection(websocket, session, state.worker, state.registry, state.metrics, state.settings).run()

@@ -1,0 +1,155 @@
+"""The app factory: `create_app(settings)` builds one independent service (state, metrics registry,
+worker pool), so tests and benchmarks can run several in one process.
+
+    uvicorn --factory service.app:create_app     # settings from BLURTRACK_* variables
+    blurtrack serve                                # the same, with CLI flags on top
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
+
+from blurtrack import __version__
+from service.api.routes import health, sessions, stream
+from service.config import ServiceSettings
+from service.errors import WS_EXPIRED, WS_INTERNAL, ApiError, StreamRejected
+from service.state import ServiceState
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """
+Track one object per session through (motion-blurred) video in real time.
+
+1. `POST /v1/sessions` with the first frame and the target box.
+2. Open the WebSocket `GET /v1/sessions/{id}/stream` (not listed below: OpenAPI has no WebSockets),
+   send each frame as one binary message (JPEG/PNG bytes), and read one JSON result per processed
+   frame: `{"type":"result","seq","box","score","state","dropped","latency_ms":{...}}`.
+   Text messages: `{"type":"reinit","box":[x,y,w,h]}`, `{"type":"close"}`.
+   Errors: `{"type":"error","code","message"}`; a bad frame gets one and the stream goes on.
+
+While a frame is being tracked, newer frames replace the waiting one (latest-frame-wins) and the
+replaced ones are counted as dropped. See service/API.md for the full reference.
+"""
+
+
+class BodySizeLimit:
+    """Refuse HTTP bodies that announce more than `limit` bytes before anything parses them
+    (the multipart parser would otherwise spool any size to disk)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.limit:
+                response = JSONResponse(
+                    {
+                        "detail": f"request body of {int(length)} bytes is over this server's limit of {self.limit} "
+                        "(BLURTRACK_MAX_FRAME_BYTES plus form overhead): send a smaller frame",
+                        "code": "frame_too_large",
+                    },
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _expire_idle_sessions(state: ServiceState) -> None:
+    timeout = state.settings.idle_timeout_s
+    while True:
+        await asyncio.sleep(state.settings.expiry_check_s)
+        for session in state.registry.idle():
+            try:
+                await state.registry.end(
+                    session, "expired", WS_EXPIRED, f"session expired after {timeout:g} s without frames (BLURTRACK_IDLE_TIMEOUT_S)"
+                )
+            except Exception:  # keep expiring the others
+                log.exception("expiring session %s failed", session.id)
+
+
+async def _load(state: ServiceState) -> None:
+    await state.worker.load()
+    if state.worker.pipeline is not None:
+        state.metrics.backend.info({**state.worker.pipeline.describe(), "workers": str(state.settings.workers)})
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServiceState = app.state.service
+    if state.settings.api_key is None:
+        log.warning("running open: BLURTRACK_API_KEY is not set, so every client is accepted without a key")
+    else:
+        log.info("API key required on every call (Authorization: Bearer, or ?token= on the WebSocket)")
+    # Loading runs in a worker thread and is not awaited here: the server answers /healthz and a
+    # 503 /readyz while the models load, as orchestrators expect.
+    loader = asyncio.create_task(_load(state), name="load-pipeline")
+    expiry = asyncio.create_task(_expire_idle_sessions(state), name="expire-sessions")
+    try:
+        yield
+    finally:
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
+        await loader
+        for session in state.registry.all():
+            await state.registry.end(session, "shutdown", 1001, "the server is shutting down")
+        await asyncio.to_thread(state.worker.shutdown)
+
+
+async def _api_error(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    assert isinstance(exc, ApiError)
+    if isinstance(conn, WebSocket):
+        await _stream_rejected(conn, StreamRejected(WS_INTERNAL, exc.code, exc.message))
+        return None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status, headers=headers)
+
+
+async def _stream_rejected(websocket: WebSocket, exc: Exception) -> None:
+    """A refused WebSocket is accepted, told why in one error message, then closed with a code."""
+    assert isinstance(exc, StreamRejected)
+    if websocket.application_state == WebSocketState.CONNECTING:
+        await websocket.accept()
+    if websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.send_json({"type": "error", "code": exc.code, "message": exc.message})
+        await websocket.close(exc.close_code)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return JSONResponse(
+        {"detail": f"invalid request ({problems}); POST /v1/sessions takes multipart fields frame, box and options", "code": "invalid_request"},
+        status_code=422,
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    app = FastAPI(
+        title="blurtrack",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        exception_handlers={ApiError: _api_error, StreamRejected: _stream_rejected, RequestValidationError: _invalid_request},
+    )
+    app.state.service = ServiceState.build(settings)
+    app.include_router(health.router)
+    app.include_router(sessions.router)
+    app.include_router(stream.router)
+    # 64 KiB covers the multipart framing, the box and the options around the frame.
+    app.add_middleware(BodySizeLimit, limit=settings.max_frame_bytes + 64 * 1024)
+    return app

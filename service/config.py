@@ -1,0 +1,59 @@
+"""Service settings: CLI flags override `BLURTRACK_*` environment variables (pydantic-settings).
+
+Every limit the service enforces is here, so an operator can tune it without a code change.
+The engine's own names (`BLURTRACK_BUNDLE`, `BLURTRACK_BACKEND`, `BLURTRACK_THREADS`) are shared
+with `engine.settings.EngineSettings` on purpose: one variable sets both.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BLURTRACK_", extra="ignore")
+
+    # -- where and what it serves ------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    bundle: str = Field("blurtrack-effnet-eca", description="model bundle: a name under BLURTRACK_MODELS_DIR or a folder")
+    backend: Literal["auto", "mslite", "onnxruntime"] = Field("auto", description="inference runtime")
+    threads: int = Field(2, ge=1, description="intra-op threads per model session")
+
+    # -- limits -------------------------------------------------------------------------------
+    workers: int = Field(2, ge=1, description="inference worker threads (frames of different sessions run in parallel)")
+    max_sessions: int = Field(64, ge=1, description="live sessions at most; past it POST /v1/sessions answers 503")
+    idle_timeout_s: float = Field(60.0, gt=0, description="a session with no frame or call for this long is ended")
+    expiry_check_s: float = Field(1.0, gt=0, description="how often idle sessions are looked for")
+    max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest encoded frame accepted (bytes)")
+    max_frame_pixels: int = Field(4096 * 2160, ge=1, description="largest decoded frame accepted (width x height)")
+
+    # -- security -----------------------------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        None, description="when set, every call needs `Authorization: Bearer <key>` (or ?token= on the WebSocket)"
+    )
+
+    log_level: str = Field("info", description="uvicorn log level")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value):
+        # `BLURTRACK_API_KEY=` (set but empty) must not become a key that an empty header matches.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return value or None
+
+    @property
+    def ws_max_message_bytes(self) -> int:
+        """The WebSocket layer's own cap. It sits above max_frame_bytes so that an oversized frame
+        reaches our check and gets an error message while the stream goes on; only a message far
+        past the limit makes the server drop the connection (close code 1009)."""
+        return max(2 * self.max_frame_bytes, self.max_frame_bytes + 1024 * 1024)
+
+
+def get_settings(**overrides) -> ServiceSettings:
+    """Settings from the environment, with explicit values (e.g. CLI flags) on top; None means unset."""
+    return ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})

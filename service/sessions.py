@@ -1,0 +1,181 @@
+"""Live tracking sessions: their state, their one-frame slot, and the registry that limits and
+expires them. Everything here is touched only on the event loop; the tracker inside a session is
+handed to a worker thread for one frame at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from engine.pipeline import SiamRPNTracker, TrackResult
+from service.errors import ApiError, unknown_session
+from service.metrics import ServiceMetrics
+from service.schemas import SessionInfo, SessionOptions
+
+if TYPE_CHECKING:
+    from engine.geometry import Box
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PendingFrame:
+    seq: int
+    data: bytes
+    received_at: float  # time.perf_counter() when the message arrived
+
+
+class FrameSlot:
+    """Holds at most one waiting frame. A newer frame replaces the waiting one (latest-frame-wins),
+    so a slow worker or link never builds a queue: the robot always gets its newest frame tracked."""
+
+    def __init__(self) -> None:
+        self._frame: PendingFrame | None = None
+        self._closed = False
+        self._ready = asyncio.Event()
+
+    def put(self, frame: PendingFrame) -> PendingFrame | None:
+        """Store `frame`; return the frame it replaced (to be counted as dropped), if any."""
+        replaced, self._frame = self._frame, frame
+        self._ready.set()
+        return replaced
+
+    def discard(self) -> PendingFrame | None:
+        frame, self._frame = self._frame, None
+        return frame
+
+    def close(self) -> None:
+        """No more frames: `take` hands out the waiting frame, if any, then returns None."""
+        self._closed = True
+        self._ready.set()
+
+    async def take(self) -> PendingFrame | None:
+        while self._frame is None and not self._closed:
+            self._ready.clear()
+            await self._ready.wait()
+        frame, self._frame = self._frame, None
+        return frame
+
+
+class StreamHandle(Protocol):
+    """What a session needs of the WebSocket attached to it (see service.streaming)."""
+
+    async def terminate(self, close_code: int, code: str, message: str) -> None: ...
+
+
+@dataclass
+class Session:
+    tracker: SiamRPNTracker
+    options: SessionOptions
+    first: TrackResult
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_seen_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_seen: float = field(default_factory=time.monotonic)
+    frames_received: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    frames_failed: int = 0
+    # set by a {"type": "reinit"} message; used by the next frame processed
+    reinit_box: Box | None = None
+    stream: StreamHandle | None = None
+    ended: bool = False
+
+    def __post_init__(self) -> None:
+        self.box = self.first.box
+        self.score = self.first.score
+        self.state = self.first.state
+
+    def touch(self) -> None:
+        self.last_seen = time.monotonic()
+        self.last_seen_at = datetime.now(UTC)
+
+    def record(self, result: TrackResult) -> None:
+        self.box, self.score, self.state = result.box, result.score, result.state
+        self.frames_processed += 1
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            session_id=self.id,
+            state=self.state,
+            box=self.box,
+            score=self.score,
+            frames_received=self.frames_received,
+            frames_processed=self.frames_processed,
+            frames_dropped=self.frames_dropped,
+            frames_failed=self.frames_failed,
+            streaming=self.stream is not None,
+            options=self.options,
+            created_at=self.created_at,
+            last_seen_at=self.last_seen_at,
+        )
+
+
+class SessionRegistry:
+    def __init__(self, max_sessions: int, idle_timeout_s: float, metrics: ServiceMetrics):
+        self.max_sessions = max_sessions
+        self.idle_timeout_s = idle_timeout_s
+        self.metrics = metrics
+        self._sessions: dict[str, Session] = {}
+        # Places taken by sessions still initialising in a worker, so concurrent POSTs cannot
+        # together pass the limit.
+        self._reserved = 0
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def reserve(self) -> None:
+        if len(self._sessions) + self._reserved >= self.max_sessions:
+            raise ApiError(
+                503,
+                "too_many_sessions",
+                f"this server already holds its maximum of {self.max_sessions} live sessions "
+                "(BLURTRACK_MAX_SESSIONS): DELETE finished sessions, retry later, or use another replica",
+            )
+        self._reserved += 1
+
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def add(self, session: Session) -> None:
+        """Add a session whose place was reserved."""
+        self._reserved -= 1
+        self._sessions[session.id] = session
+        self.metrics.sessions_created.inc()
+        self.metrics.live_sessions.set(len(self._sessions))
+        log.info("session %s opened on box %s (%d live)", session.id, ",".join(f"{v:g}" for v in session.box), len(self._sessions))
+
+    def get(self, session_id: str) -> Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise unknown_session(session_id) from None
+
+    def find(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def all(self) -> list[Session]:
+        return sorted(self._sessions.values(), key=lambda s: s.created_at)
+
+    async def end(self, session: Session, reason: str, close_code: int, message: str) -> None:
+        """Remove a session; an attached stream gets `message` and is closed with `close_code`."""
+        if self._sessions.pop(session.id, None) is None:
+            return
+        session.ended = True
+        self.metrics.sessions_ended.labels(reason=reason).inc()
+        self.metrics.live_sessions.set(len(self._sessions))
+        log.info(
+            "session %s %s after %d frames (%d dropped, %d failed; %d live)",
+            session.id, reason, session.frames_received, session.frames_dropped, session.frames_failed, len(self._sessions),
+        )
+        if session.stream is not None:
+            await session.stream.terminate(close_code, f"session_{reason}", message)
+
+    def idle(self, now: float | None = None) -> list[Session]:
+        now = time.monotonic() if now is None else now
+        return [s for s in self._sessions.values() if now - s.last_seen > self.idle_timeout_s]

@@ -1,0 +1,29 @@
+"""The objects one app instance lives on; built by the app factory, reached by routes through
+dependencies (never module globals, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config import ServiceSettings
+from service.metrics import ServiceMetrics
+from service.sessions import SessionRegistry
+from service.worker import InferenceWorker
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    registry: SessionRegistry
+    worker: InferenceWorker
+
+    @classmethod
+    def build(cls, settings: ServiceSettings) -> ServiceState:
+        metrics = ServiceMetrics()
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            registry=SessionRegistry(settings.max_sessions, settings.idle_timeout_s, metrics),
+            worker=InferenceWorker(settings),
+        )

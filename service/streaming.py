@@ -1,0 +1,207 @@
+"""One WebSocket stream of one session: a receive loop and a processing task on the event loop.
+
+The receive loop only counts frames and puts them in the session's slot (latest-frame-wins);
+the processing task takes the newest waiting frame, awaits the worker thread and sends the
+result. A bad frame or message gets an error message and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from engine.errors import InvalidBoxError
+from engine.geometry import parse_box
+from service.config import ServiceSettings
+from service.errors import WS_NORMAL, ApiError
+from service.frames import check_frame_bytes
+from service.metrics import ServiceMetrics
+from service.sessions import FrameSlot, PendingFrame, Session, SessionRegistry
+from service.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+
+class StreamConnection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session: Session,
+        worker: InferenceWorker,
+        registry: SessionRegistry,
+        metrics: ServiceMetrics,
+        settings: ServiceSettings,
+    ):
+        self.ws = websocket
+        self.session = session
+        self.worker = worker
+        self.registry = registry
+        self.metrics = metrics
+        self.settings = settings
+        self.slot = FrameSlot()
+        self._send_lock = asyncio.Lock()
+        self._open = True
+
+    # -- sending ---------------------------------------------------------------------------
+    async def _send(self, message: dict) -> None:
+        if not self._open:
+            return
+        async with self._send_lock:  # the receive loop and the processing task both send
+            try:
+                await self.ws.send_text(json.dumps(message))
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self._open = False
+
+    async def _send_error(self, code: str, message: str, seq: int | None = None) -> None:
+        body = {"type": "error", "code": code, "message": message}
+        if seq is not None:
+            body["seq"] = seq
+        await self._send(body)
+
+    async def _fail_frame(self, seq: int, error: ApiError) -> None:
+        self.session.frames_failed += 1
+        self.metrics.frames_failed.labels(reason=error.code).inc()
+        await self._send_error(error.code, error.message, seq)
+
+    async def terminate(self, close_code: int, code: str, message: str) -> None:
+        """Called when the session ends under the stream (deleted, expired, server stopping)."""
+        self.slot.close()
+        self._drop_waiting()
+        await self._send_error(code, message)
+        await self._close(close_code)
+
+    async def _close(self, close_code: int) -> None:
+        if self._open and self.ws.application_state == WebSocketState.CONNECTED:
+            self._open = False
+            try:
+                await self.ws.close(close_code)
+            except (RuntimeError, OSError):
+                pass
+        self._open = False
+
+    def _drop_waiting(self) -> None:
+        if self.slot.discard() is not None:
+            self.session.frames_dropped += 1
+            self.metrics.frames_dropped.inc()
+
+    # -- the two loops -----------------------------------------------------------------------
+    async def run(self) -> None:
+        session = self.session
+        session.stream = self
+        session.touch()
+        processor = asyncio.create_task(self._process_loop(), name=f"stream-{session.id}")
+        closed_by_client = False
+        try:
+            closed_by_client = await self._receive_loop()
+        finally:
+            # Finish the frame in flight (a tracker must never be left running in a thread while
+            # another stream picks the session up); a frame still waiting is answered only when
+            # the client asked to close, otherwise the socket is gone and it counts as dropped.
+            if not closed_by_client:
+                self._drop_waiting()
+            self.slot.close()
+            try:
+                await processor
+            finally:
+                session.stream = None
+        if closed_by_client:
+            await self.registry.end(session, "closed", WS_NORMAL, "closed by the client")
+            await self._close(WS_NORMAL)
+
+    async def _receive_loop(self) -> bool:
+        """Returns True when the client sent {"type": "close"}, False when the socket went away."""
+        while self._open:
+            try:
+                message = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return False
+            if message["type"] == "websocket.disconnect":
+                self._open = False
+                return False
+            if self.session.ended:
+                return False
+            self.session.touch()
+            data = message.get("bytes")
+            if data is not None:
+                await self._on_frame(data)
+            elif message.get("text") is not None and await self._on_text(message["text"]):
+                return True
+        return False
+
+    async def _on_frame(self, data: bytes) -> None:
+        session = self.session
+        session.frames_received += 1
+        self.metrics.frames_received.inc()
+        seq = session.frames_received
+        try:
+            # Size is checked here, before the slot; the pixel limit and decoding in the worker.
+            check_frame_bytes(data, self.settings.max_frame_bytes)
+        except ApiError as exc:
+            await self._fail_frame(seq, exc)
+            return
+        if self.slot.put(PendingFrame(seq, data, time.perf_counter())) is not None:
+            session.frames_dropped += 1
+            self.metrics.frames_dropped.inc()
+
+    async def _on_text(self, text: str) -> bool:
+        """Handle a control message; True means the client asked to close."""
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError:
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "close":
+            return True
+        if kind == "reinit":
+            try:
+                self.session.reinit_box = parse_box(message.get("box") or "")
+            except InvalidBoxError as exc:
+                await self._send_error("invalid_box", f"reinit ignored: {exc}")
+            return False
+        await self._send_error(
+            "invalid_message",
+            "frames are binary messages (JPEG or PNG bytes); the only text messages are "
+            '{"type":"reinit","box":[x,y,w,h]} and {"type":"close"}',
+        )
+        return False
+
+    async def _process_loop(self) -> None:
+        session = self.session
+        while (frame := await self.slot.take()) is not None:
+            reinit_box, session.reinit_box = session.reinit_box, None
+            try:
+                outcome = await self.worker.process(session.tracker, frame, reinit_box, session.options)
+            except ApiError as exc:
+                if reinit_box is not None and exc.code != "invalid_box":
+                    session.reinit_box = reinit_box  # the frame was bad, not the box: keep it for the next one
+                await self._fail_frame(frame.seq, exc)
+                continue
+            except Exception:  # a bug must not kill the stream or the server
+                log.exception("frame %d of session %s failed", frame.seq, session.id)
+                await self._fail_frame(frame.seq, ApiError(500, "internal_error", "the server failed on this frame; see its log"))
+                continue
+            session.tracker = outcome.tracker
+            session.record(outcome.result)
+            latency = dict(outcome.latency_ms)
+            # End to end inside the server: arrival until the result is handed to the socket,
+            # including the event loop's pick-up of the finished worker job.
+            latency["total"] = (time.perf_counter() - frame.received_at) * 1e3
+            self.metrics.observe_frame(latency)
+            r = outcome.result
+            await self._send(
+                {
+                    "type": "result",
+                    "seq": frame.seq,
+                    "box": list(r.box),
+                    "score": r.score,
+                    "state": r.state,
+                    "dropped": session.frames_dropped,
+                    "deblurred": r.deblurred,
+                    "reinit": outcome.reinit,
+                    "latency_ms": {k: round(v, 3) for k, v in latency.items()},
+                }
+            )
