@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 BUNDLE ?= blurtrack-effnet-eca
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Sequences the live page's demo can stream (OTB layout); skipped when the folder is absent.
+DEMO_DIR ?= ../shared/data/real
 
 .PHONY: setup run test bench clean
 
@@ -19,7 +21,7 @@ setup: $(BIN)/blurtrack
 	$(BIN)/blurtrack setup mslite
 
 run: setup
-	$(BIN)/blurtrack serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE)
+	$(BIN)/blurtrack serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE) $(if $(wildcard $(DEMO_DIR)),--demo-dir $(DEMO_DIR))
 
 test: setup
 	$(BIN)/python -m pytest

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from blurtrack import __version__
-from service.api.routes import health, sessions, stream
+from service.api.routes import health, live, sessions, stream
 from service.config import ServiceSettings
 from service.errors import WS_EXPIRED, WS_INTERNAL, ApiError, StreamRejected
 from service.state import ServiceState
@@ -39,7 +41,30 @@ Track one object per session through (motion-blurred) video in real time.
 
 While a frame is being tracked, newer frames replace the waiting one (latest-frame-wins) and the
 replaced ones are counted as dropped. See service/API.md for the full reference.
+
+The live view page is at `/`: sessions, a preview of the watched one with its box, a latency and
+score chart, and (with `--demo-dir`) a demo that streams a sequence through a real session.
 """
+
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]+")
+
+
+class RedactQueryToken(logging.Filter):
+    """uvicorn logs each WebSocket's path with its query string; a browser (the live page) can
+    only send the API key as `?token=`, so the key is masked before any handler sees the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _redact_tokens_in_server_logs() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueryToken) for f in logger.filters):
+            logger.addFilter(RedactQueryToken())
 
 
 class BodySizeLimit:
@@ -131,14 +156,17 @@ async def _stream_rejected(websocket: WebSocket, exc: Exception) -> None:
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    return JSONResponse(
-        {"detail": f"invalid request ({problems}); POST /v1/sessions takes multipart fields frame, box and options", "code": "invalid_request"},
-        status_code=422,
-    )
+    detail = f"invalid request ({problems})"
+    if request.method == "POST" and request.url.path.rstrip("/") == "/v1/sessions":
+        detail += "; POST /v1/sessions takes multipart fields frame, box and options"
+    else:
+        detail += "; see /docs for this call's parameters"
+    return JSONResponse({"detail": detail, "code": "invalid_request"}, status_code=422)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
+    _redact_tokens_in_server_logs()
     app = FastAPI(
         title="blurtrack",
         version=__version__,
@@ -150,6 +178,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(stream.router)
+    app.include_router(live.router)
+    app.include_router(live.page_router)
+    app.mount("/static", StaticFiles(directory=live.STATIC_DIR), name="static")
+    app.state.demo = live.DemoCatalog(settings.demo_dir)
     # 64 KiB covers the multipart framing, the box and the options around the frame.
     app.add_middleware(BodySizeLimit, limit=settings.max_frame_bytes + 64 * 1024)
     return app

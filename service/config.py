@@ -7,6 +7,7 @@ with `engine.settings.EngineSettings` on purpose: one variable sets both.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -35,6 +36,18 @@ class ServiceSettings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="when set, every call needs `Authorization: Bearer <key>` (or ?token= on the WebSocket)"
     )
+
+    # -- live view (the page at /) ------------------------------------------------------------
+    preview_max_fps: float = Field(
+        4.0, gt=0, description="preview JPEGs encoded per second per session at most (only while a page watches it)"
+    )
+    preview_max_side: int = Field(480, ge=16, description="longest side of a preview JPEG in pixels (frames are only shrunk)")
+    preview_jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality of previews")
+    preview_idle_off_s: float = Field(
+        15.0, gt=0, description="preview switches itself off when no one fetched it for this long (a closed tab costs nothing)"
+    )
+    history_s: float = Field(60.0, gt=0, description="seconds of per-frame latency and score kept per session for the chart")
+    demo_dir: Path | None = Field(None, description="folder of OTB-layout sequences the page can stream through a session")
 
     log_level: str = Field("info", description="uvicorn log level")
 

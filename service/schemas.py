@@ -37,6 +37,9 @@ class SessionInfo(BaseModel):
     frames_dropped: int
     frames_failed: int
     streaming: bool = Field(description="a WebSocket is attached now")
+    fps: float = Field(0.0, description="frames processed per second over the last 3 s (0 when idle)")
+    latency_ms: float | None = Field(None, description="end-to-end latency of the last processed frame")
+    preview: bool = Field(False, description="a preview is being kept for the live page (see /preview)")
     options: SessionOptions
     created_at: datetime
     last_seen_at: datetime
@@ -92,3 +95,66 @@ class ErrorMessage(BaseModel):
     code: str
     message: str
     seq: int | None = Field(None, description="the frame it is about, when it is about one")
+
+
+# -- live view ------------------------------------------------------------------------------
+
+
+class PreviewToggle(BaseModel):
+    """Body of PUT /v1/sessions/{id}/preview."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(description="keep a downscaled JPEG of the latest frame (switches itself off when not fetched)")
+
+
+class PreviewFrame(BaseModel):
+    """What the tracker said about the frame the preview JPEG shows."""
+
+    seq: int = Field(description="the frame's `seq` on the stream")
+    box: tuple[float, float, float, float] = Field(description="x, y, w, h in frame pixels (the stream's convention)")
+    preview_box: tuple[float, float, float, float] = Field(description="the same box in preview-image pixels (box x scale)")
+    score: float
+    state: Literal["tracking", "lost"]
+    width: int = Field(description="preview image width")
+    height: int = Field(description="preview image height")
+    frame_width: int
+    frame_height: int
+    scale: float = Field(description="preview pixels per frame pixel (<= 1)")
+    captured_at: datetime
+
+
+class PreviewStatus(BaseModel):
+    enabled: bool
+    max_fps: float = Field(description="previews encoded per second at most (BLURTRACK_PREVIEW_MAX_FPS)")
+    max_side: int = Field(description="longest side of a preview image (BLURTRACK_PREVIEW_MAX_SIDE)")
+    idle_off_s: float = Field(description="the preview switches itself off this long after the last fetch")
+    frames_encoded: int = Field(description="preview JPEGs encoded for this session so far")
+    latest: PreviewFrame | None = Field(None, description="the frame the image at /preview.jpg shows, if any yet")
+
+
+class SessionHistory(BaseModel):
+    """Per-frame samples of the last `window_s` seconds, oldest first, as columns."""
+
+    window_s: float
+    t: list[float] = Field(description="seconds relative to now (negative: the past)")
+    seq: list[int]
+    latency_ms: list[float] = Field(description="end to end inside the server")
+    score: list[float]
+    state: list[Literal["tracking", "lost"]]
+
+
+class DemoSequence(BaseModel):
+    name: str
+    frames: int
+    width: int
+    height: int
+    first_box: tuple[float, float, float, float] = Field(
+        description="first line of groundtruth_rect.txt, as the file gives it (OTB files are 1-based)"
+    )
+
+
+class DemoList(BaseModel):
+    enabled: bool = Field(description="the server was started with a demo folder")
+    hint: str = Field(description="how to enable it, or where the sequences come from")
+    sequences: list[DemoSequence]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -62,6 +64,124 @@ class FrameSlot:
         return frame
 
 
+@dataclass(frozen=True)
+class Preview:
+    """One downscaled JPEG of a processed frame, with what the tracker said about that frame."""
+
+    seq: int
+    jpeg: bytes
+    width: int  # of the JPEG
+    height: int
+    frame_width: int
+    frame_height: int
+    scale: float  # preview pixels per frame pixel
+    box: tuple[float, float, float, float]  # in frame pixels
+    score: float
+    state: str
+    captured_at: datetime
+
+
+class PreviewState:
+    """Opt-in preview of one session for the live page. Off by default: then no frame is ever
+    encoded. On, at most `max_fps` frames a second are encoded, and only while someone keeps
+    fetching it: `idle_off_s` after the last fetch it switches itself off (a closed tab costs
+    nothing). Only the newest preview is kept. Settings are passed in by the callers (they hold
+    the service settings; sessions are built without them)."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.latest: Preview | None = None
+        self.frames_encoded = 0
+        self._last_granted = -math.inf  # monotonic time an encode was last granted
+        self._last_wanted = -math.inf  # monotonic time a page last enabled or fetched it
+
+    def set_enabled(self, enabled: bool, now: float | None = None) -> None:
+        self.enabled = enabled
+        if enabled:
+            self._last_wanted = time.monotonic() if now is None else now
+        else:
+            self.latest = None  # nothing watches it: free the JPEG
+
+    def fetched(self, now: float | None = None) -> None:
+        self._last_wanted = time.monotonic() if now is None else now
+
+    def active(self, idle_off_s: float, now: float | None = None) -> bool:
+        """On, and fetched within `idle_off_s`; past that it switches itself off."""
+        if not self.enabled:
+            return False
+        now = time.monotonic() if now is None else now
+        if now - self._last_wanted > idle_off_s:
+            self.set_enabled(False)
+            return False
+        return True
+
+    def wait_s(self, max_fps: float, now: float | None = None) -> float:
+        """Seconds until the rate limit allows the next encode."""
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._last_granted + 1.0 / max_fps - now)
+
+    def due(self, max_fps: float, idle_off_s: float, now: float | None = None) -> bool:
+        """Whether a frame processed now may be encoded; True claims the encode slot."""
+        now = time.monotonic() if now is None else now
+        if not self.active(idle_off_s, now) or self.wait_s(max_fps, now) > 0:
+            return False
+        self._last_granted = now
+        return True
+
+    def store(self, preview: Preview) -> None:
+        self.frames_encoded += 1
+        # Encodes finish out of the event loop's order only in theory; never step back to an older frame.
+        if self.enabled and (self.latest is None or preview.seq > self.latest.seq):
+            self.latest = preview
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float  # time.monotonic() when the result was sent
+    seq: int
+    latency_ms: float  # end to end inside the server
+    score: float
+    state: str
+
+
+class History:
+    """The last `window_s` seconds of per-frame samples (for the page's chart and the FPS column).
+    The window is passed by the callers, like the preview settings."""
+
+    MAX_SAMPLES = 20_000  # a hard cap whatever the frame rate: 60 s at over 300 frames/s
+
+    def __init__(self) -> None:
+        self._samples: deque[Sample] = deque(maxlen=self.MAX_SAMPLES)
+
+    def add(self, sample: Sample, window_s: float) -> None:
+        self._samples.append(sample)
+        self._prune(sample.t - window_s)
+
+    def _prune(self, oldest: float) -> None:
+        while self._samples and self._samples[0].t < oldest:
+            self._samples.popleft()
+
+    def recent(self, window_s: float, now: float | None = None) -> list[Sample]:
+        now = time.monotonic() if now is None else now
+        self._prune(now - window_s)
+        return list(self._samples)
+
+    def last(self) -> Sample | None:
+        return self._samples[-1] if self._samples else None
+
+    def fps(self, now: float | None = None, span_s: float = 3.0) -> float:
+        """Frames processed per second over the last `span_s` seconds (0 when the stream is idle)."""
+        now = time.monotonic() if now is None else now
+        times = []
+        for sample in reversed(self._samples):  # newest first; stop at the span (the list polls this each second)
+            if sample.t < now - span_s:
+                break
+            times.append(sample.t)
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / max(times[0] - times[-1], 1e-6)
+
+
 class StreamHandle(Protocol):
     """What a session needs of the WebSocket attached to it (see service.streaming)."""
 
@@ -85,6 +205,8 @@ class Session:
     reinit_box: Box | None = None
     stream: StreamHandle | None = None
     ended: bool = False
+    preview: PreviewState = field(default_factory=PreviewState)
+    history: History = field(default_factory=History)
 
     def __post_init__(self) -> None:
         self.box = self.first.box
@@ -100,6 +222,7 @@ class Session:
         self.frames_processed += 1
 
     def info(self) -> SessionInfo:
+        last = self.history.last()
         return SessionInfo(
             session_id=self.id,
             state=self.state,
@@ -110,6 +233,9 @@ class Session:
             frames_dropped=self.frames_dropped,
             frames_failed=self.frames_failed,
             streaming=self.stream is not None,
+            fps=round(self.history.fps(), 2),
+            latency_ms=round(last.latency_ms, 3) if last is not None else None,
+            preview=self.preview.enabled,
             options=self.options,
             created_at=self.created_at,
             last_seen_at=self.last_seen_at,

@@ -11,16 +11,19 @@ import asyncio
 import json
 import logging
 import time
+from datetime import UTC, datetime
 
+import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from engine.errors import InvalidBoxError
 from engine.geometry import parse_box
+from engine.pipeline import TrackResult
 from service.config import ServiceSettings
 from service.errors import WS_NORMAL, ApiError
 from service.frames import check_frame_bytes
 from service.metrics import ServiceMetrics
-from service.sessions import FrameSlot, PendingFrame, Session, SessionRegistry
+from service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
 from service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,9 @@ class StreamConnection:
         self.slot = FrameSlot()
         self._send_lock = asyncio.Lock()
         self._open = True
+        self._preview_tasks: set[asyncio.Task] = set()
+        self._pending_preview: tuple[int, np.ndarray, TrackResult] | None = None
+        self._flush_task: asyncio.Task | None = None
 
     # -- sending ---------------------------------------------------------------------------
     async def _send(self, message: dict) -> None:
@@ -106,6 +112,8 @@ class StreamConnection:
             self.slot.close()
             try:
                 await processor
+                if self._preview_tasks:
+                    await asyncio.gather(*self._preview_tasks, return_exceptions=True)
             finally:
                 session.stream = None
         if closed_by_client:
@@ -173,8 +181,10 @@ class StreamConnection:
         session = self.session
         while (frame := await self.slot.take()) is not None:
             reinit_box, session.reinit_box = session.reinit_box, None
+            # With the preview off (the default) the decoded frame is not even kept.
+            watched = session.preview.active(self.settings.preview_idle_off_s)
             try:
-                outcome = await self.worker.process(session.tracker, frame, reinit_box, session.options)
+                outcome = await self.worker.process(session.tracker, frame, reinit_box, session.options, keep_image=watched)
             except ApiError as exc:
                 if reinit_box is not None and exc.code != "invalid_box":
                     session.reinit_box = reinit_box  # the frame was bad, not the box: keep it for the next one
@@ -205,3 +215,62 @@ class StreamConnection:
                     "latency_ms": {k: round(v, 3) for k, v in latency.items()},
                 }
             )
+            session.history.add(Sample(time.monotonic(), frame.seq, latency["total"], r.score, r.state), self.settings.history_s)
+            if outcome.image is not None:
+                self._offer_preview(frame.seq, outcome.image, r)
+
+    # -- preview (only while a page watches this session) -----------------------------------------
+    def _offer_preview(self, seq: int, image: np.ndarray, result: TrackResult) -> None:
+        """Encode this frame's preview now if the rate limit allows, else keep it (a newer frame
+        replaces it) and encode it once the limit allows: the last frame of a stream that stops
+        still shows up. Encoding runs in the worker pool after the result is sent, beside the
+        tracking of the next frame, so a watching page never delays a box."""
+        preview, s = self.session.preview, self.settings
+        if preview.due(s.preview_max_fps, s.preview_idle_off_s):
+            self._pending_preview = None
+            self._spawn(self._store_preview(seq, image, result))
+        elif preview.enabled:
+            self._pending_preview = (seq, image, result)
+            if self._flush_task is None:
+                # Not awaited when the stream ends: the trailing preview lands a moment later.
+                self._flush_task = asyncio.create_task(self._flush_preview_later())
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._preview_tasks.add(task)
+        task.add_done_callback(self._preview_tasks.discard)
+
+    async def _flush_preview_later(self) -> None:
+        preview, s = self.session.preview, self.settings
+        try:
+            while self._pending_preview is not None and not self.session.ended:
+                await asyncio.sleep(preview.wait_s(s.preview_max_fps))
+                pending, self._pending_preview = self._pending_preview, None
+                if pending is not None and preview.due(s.preview_max_fps, s.preview_idle_off_s):
+                    await self._store_preview(*pending)
+                elif pending is not None and preview.enabled and self._pending_preview is None:
+                    self._pending_preview = pending  # another frame took the slot first; try again
+        finally:
+            self._flush_task = None
+
+    async def _store_preview(self, seq: int, image: np.ndarray, result: TrackResult) -> None:
+        try:
+            encoded = await self.worker.encode_preview(image)
+        except Exception:  # a preview must never take the stream down
+            log.exception("preview of frame %d of session %s failed", seq, self.session.id)
+            return
+        self.session.preview.store(
+            Preview(
+                seq=seq,
+                jpeg=encoded.jpeg,
+                width=encoded.width,
+                height=encoded.height,
+                frame_width=image.shape[1],
+                frame_height=image.shape[0],
+                scale=encoded.scale,
+                box=tuple(float(v) for v in result.box),
+                score=float(result.score),
+                state=result.state,
+                captured_at=datetime.now(UTC),
+            )
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from engine.runtime import BACKEND_NAMES
 
@@ -23,6 +24,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default 2)")
     parser.add_argument("--max-sessions", type=int, default=None, help="live sessions at most (default 64)")
     parser.add_argument("--idle-timeout", type=float, default=None, dest="idle_timeout_s", help="seconds before an idle session ends (default 60)")
+    parser.add_argument(
+        "--demo-dir", type=Path, default=None,
+        help="folder of OTB-layout sequences (<seq>/img/*.jpg + groundtruth_rect.txt) the live page at / can stream as a demo",
+    )
     parser.add_argument("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_sessions=args.max_sessions,
         idle_timeout_s=args.idle_timeout_s,
+        demo_dir=args.demo_dir,
         log_level=args.log_level,
     )
     logging.getLogger().setLevel(settings.log_level.upper())  # --log-level covers our loggers too
@@ -51,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
         get_backend(settings.backend, threads=settings.threads)  # raises BackendUnavailableError
     if settings.backend == "mslite" and not load_bundle(bundle_dir).has_ms_files():
         raise ModelNotFoundError(f"bundle {bundle_dir} has no .ms files for MindSpore Lite: run `blurtrack models convert {bundle_dir}`")
+    if settings.demo_dir is not None:
+        from engine.evaluation.otb import find_sequences
+
+        demos = find_sequences(settings.demo_dir)  # DatasetError (exit 2) says what the folder must hold
+        log.info("demo sequences from %s: %s", settings.demo_dir, ", ".join(s.name for s in demos))
     log.info(
-        "serving bundle %s (backend %s) with %d worker threads at http://%s:%d (API docs at /docs)",
+        "serving bundle %s (backend %s) with %d worker threads at http://%s:%d (live view at /, API docs at /docs)",
         bundle_dir, settings.backend, settings.workers, settings.host, settings.port,
     )
     serve(settings.model_copy(update={"bundle": str(bundle_dir)}))
