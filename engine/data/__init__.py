@@ -1,0 +1,1 @@
+"""Data for training and evaluation: the GoPro-style blur synthesiser (numpy + OpenCV only)."""
