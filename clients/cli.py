@@ -12,15 +12,13 @@ import os
 import sys
 from collections.abc import Iterator
 
-import cv2
 import httpx
 import numpy as np
 import websockets
 
 from clients.client import BlurtrackClient, Result, ServerError, StreamError
+from clients.drawing import VideoWriter, draw_box
 from clients.sources import open_source
-
-STATE_COLOURS = {"tracking": (0, 220, 0), "lost": (0, 0, 255), "dropped": (0, 200, 255)}  # BGR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +49,7 @@ class Annotator:
     """Writes every source frame, each with the newest box known when it is written."""
 
     def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
-        self.writer: cv2.VideoWriter | None = None
+        self.video = VideoWriter(path, fps)
         self.pending: dict[int, np.ndarray] = {}
         self.last: tuple[tuple[float, ...], str] | None = None
 
@@ -71,23 +68,13 @@ class Annotator:
     def close(self) -> None:
         for i in sorted(self.pending):
             self._write(self.pending.pop(i), "dropped")
-        if self.writer is not None:
-            self.writer.release()
+        self.video.close()
 
     def _write(self, frame: np.ndarray, state: str, label: str | None = None) -> None:
-        if self.writer is None:
-            height, width = frame.shape[:2]
-            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
-            if not self.writer.isOpened():
-                raise OSError(f"OpenCV cannot write {self.path}")
-        out = frame.copy()
         if self.last is not None:
             box, last_state = self.last
-            x, y, w, h = (round(v) for v in box)
-            colour = STATE_COLOURS["dropped" if state == "dropped" else last_state]
-            cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
-            cv2.putText(out, label or state, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
-        self.writer.write(out)
+            frame = draw_box(frame, box, "dropped" if state == "dropped" else last_state, label)
+        self.video.write(frame)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine.deblur import Deblurrer, DeblurMode
+from engine.deblur import DeblurMode, Deblurrer
 from engine.errors import ModelNotFoundError
 from engine.manifest import Bundle, NetworkSpec, load_bundle
 from engine.runtime import get_backend

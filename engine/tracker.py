@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors
-from engine.deblur import Deblurrer, DeblurMode
+from engine.deblur import DeblurMode, Deblurrer
 from engine.errors import NotInitializedError
 from engine.frames import as_bgr
 from engine.geometry import Box, context_size, crop_square, parse_box
@@ -153,7 +153,6 @@ class SiamRPNTracker:
 
         t0 = time.perf_counter()
         s_z = self._exemplar_side()
-        scale_z = cfg.exemplar_size / s_z
         s_x = s_z * cfg.instance_size / cfg.exemplar_size * self.search_growth
         scale_x = cfg.instance_size / s_x  # crop pixels per frame pixel in this search crop
         crop = self._search_crop(frame, s_x)

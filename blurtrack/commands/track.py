@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,7 +15,7 @@ from engine.settings import get_engine_settings
 
 def configure(parser: argparse.ArgumentParser) -> None:
     settings = get_engine_settings()
-    parser.add_argument("video", help="video file (.mp4, .avi, ...) or folder of images")
+    parser.add_argument("video", help="video file (.mp4, .avi, ...), folder of images or camera index")
     parser.add_argument("--box", required=True, help="target in the first frame: x,y,w,h (pixels, top-left)")
     parser.add_argument("--boxes", type=Path, help="CSV of per-frame results (default: <video name>.boxes.csv)")
     parser.add_argument("--out", type=Path, help="write an annotated video (box, score, latency) here (.mp4)")
@@ -39,14 +40,19 @@ def side_by_side(crop, network_view, deblurred: bool):
 
 
 def run(args: argparse.Namespace) -> int:
+    from clients.drawing import VideoWriter, draw_box
+    from clients.sources import open_source
     from engine.pipeline import Pipeline
-    from engine.video import VideoWriter, draw_result, open_frames
 
     if args.show_deblur and args.out is None:
         raise SystemExit("--show-deblur needs --out (the crops are written beside the annotated video)")
+    try:
+        source = open_source(str(args.video))
+    except OSError as exc:
+        print(f"blurtrack track: error: {exc}", file=sys.stderr)
+        return 2
     pipeline = Pipeline.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
     tracker = pipeline.new_tracker(deblur="off" if args.no_deblur else "on" if args.show_deblur else None, keep_crops=args.show_deblur)
-    source = open_frames(args.video)
     boxes_path = args.boxes or Path(Path(args.video).name.rsplit(".", 1)[0] + ".boxes.csv")
     annotated = VideoWriter(args.out, source.fps) if args.out else None
     crops = VideoWriter(args.out.with_suffix(".deblur.mp4"), source.fps) if args.show_deblur else None
@@ -54,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
     with boxes_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["frame", "x", "y", "w", "h", "score", "state", "deblurred", "total_ms"])
-        for index, frame in enumerate(tqdm(source.frames, total=source.count, unit="frame", desc="tracking")):
+        for index, frame in enumerate(tqdm(source.frames, unit="frame", desc="tracking")):
             result = tracker.init(frame, args.box) if index == 0 else tracker.track(frame)
             x, y, w, h = result.box
             writer.writerow([index + 1, f"{x:.2f}", f"{y:.2f}", f"{w:.2f}", f"{h:.2f}", f"{result.score:.4f}", result.state, int(result.deblurred), f"{result.timings['total']:.2f}"])
             if annotated is not None:
                 label = f"#{index + 1} {result.state} score {result.score:.2f} {result.timings['total']:.1f} ms"
-                annotated.write(draw_result(frame, result.box, result.state, label))
+                annotated.write(draw_box(frame, result.box, result.state, label))
             if crops is not None and tracker.last_crops is not None:
                 crops.write(side_by_side(*tracker.last_crops, deblurred=result.deblurred))
     for video in (annotated, crops):

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest_mslite import make_conv_net, make_siamese_net, mslite_runtime  # noqa: E402, F401
-
-from blurtrack.cli import main as cli_main  # noqa: E402
-from engine.errors import BackendUnavailableError, BlurtrackError, ModelNotFoundError  # noqa: E402
-from engine.manifest import Bundle, Manifest, NetworkSpec, TensorSpec, load_bundle  # noqa: E402
-from engine.runtime import get_backend  # noqa: E402
-from engine.runtime.mslite import (  # noqa: E402
+from blurtrack.cli import main as cli_main
+from engine.errors import BackendUnavailableError, BlurtrackError, ModelNotFoundError
+from engine.manifest import Bundle, Manifest, NetworkSpec, TensorSpec, load_bundle
+from engine.runtime import get_backend
+from engine.runtime.mslite import (
     MindSporeLiteBackend,
     _match_names,
     convert_bundle,
@@ -30,8 +26,9 @@ from engine.runtime.mslite import (  # noqa: E402
     names_file,
     runtime_status,
 )
-from engine.runtime.mslite_setup import default_home, package_dir, setup_runtime  # noqa: E402
-from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from engine.runtime.mslite_setup import default_home, package_dir, setup_runtime
+from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from tests.engine.onnx_models import make_conv_net, make_siamese_net
 
 # Float32 with different kernels (MindSpore Lite may use Winograd, ORT im2col/GEMM): outputs agree
 # to about 1e-5 of their magnitude; 1e-4 of it leaves room without hiding a wrong layout or weight.

@@ -45,4 +45,4 @@ def test_track_rejects_missing_video(test_bundle, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 2
-    assert "no video file or image folder" in result.stderr
+    assert "not a camera index, an image folder or a video file" in result.stderr

@@ -1,4 +1,4 @@
-"""Small ONNX models and the MindSpore Lite runtime fixture for tests/engine/test_mslite.py."""
+"""Small ONNX models built with onnx.helper, for the runtime tests."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
-
-from engine.runtime.mslite_setup import RuntimeStatus, setup_runtime
 
 OPSET = 13
 
@@ -86,10 +83,3 @@ def make_siamese_net(path: Path, channels: int = 8, seed: int = 1) -> Path:
         ],
     )
     return _save(graph, path)
-
-
-@pytest.fixture(scope="session")
-def mslite_runtime() -> RuntimeStatus:
-    """The MindSpore Lite runtime in the configured mslite_home (CI runs `blurtrack setup mslite`
-    first; this is a no-op then, and sets it up otherwise)."""
-    return setup_runtime()

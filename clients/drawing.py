@@ -1,0 +1,45 @@
+"""Drawing tracking results on frames and writing them to an mp4 (used by the client CLI and by
+`blurtrack track`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+STATE_COLOURS = {"tracking": (0, 220, 0), "lost": (0, 0, 255), "dropped": (0, 200, 255)}  # BGR
+
+
+def draw_box(frame: np.ndarray, box, state: str, label: str | None = None) -> np.ndarray:
+    """A copy of the frame with the box (green tracking, red lost, orange dropped) and a label."""
+    out = frame.copy()
+    x, y, w, h = (int(round(v)) for v in box)
+    colour = STATE_COLOURS.get(state, (255, 255, 255))
+    cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+    text = label or state
+    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 1, cv2.LINE_AA)
+    return out
+
+
+class VideoWriter:
+    """mp4 writer that opens on the first frame, when the size is known."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        self.fps = fps
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = frame.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise OSError(f"OpenCV cannot write video {self.path}")
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
