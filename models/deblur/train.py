@@ -1,0 +1,292 @@
+"""Train the deblurrer.
+
+    python -m models.deblur.train --config models/configs/deblur.json --out /tmp/blurtrack-train/deblur [--resume]
+        [--budget-minutes 75] [--init previous.pt|deblur.onnx] [--threads 1] [--steps N]
+
+Data: blur_pair crops (255 and 127) from the TRAIN split photos, generated on the fly;
+validation PSNR on fixed DEV pairs after each epoch. Losses: L1 + perceptual (frozen ImageNet
+MobileNetV2 features) + a small LSGAN adversarial term (PatchGAN critic) after a warm-up.
+The learning rate follows a cosine over training progress = max(step / steps, elapsed / budget),
+so a run cut short by its wall-clock budget still ends annealed. Checkpoints: DIR/last.pt each
+epoch and at the end (resumable with --resume), DIR/best.pt at the best validation PSNR,
+DIR/metrics.jsonl one line per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from engine.errors import BlurtrackError, ModelNotFoundError
+from models.deblur.data import fixed_pairs, load_split_images, psnr, sample_batch
+from models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss
+
+
+def load_config(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelNotFoundError(f"config {p} not found; pass --config models/configs/deblur.json")
+    return json.loads(p.read_text())
+
+
+def build_generator(cfg: dict, pretrained: bool = True) -> FPNDeblur:
+    m = cfg.get("model", {})
+    return FPNDeblur(lateral=m.get("lateral", 64), head=m.get("head", 32), pretrained=pretrained)
+
+
+def load_onnx_weights(model: FPNDeblur, path: Path) -> int:
+    """Copy weights from an exported deblur.onnx back into `model`; returns the convs loaded.
+
+    On export each encoder Conv+BatchNorm pair is fused into one Conv with a bias, and the
+    tensors lose their names. ONNX lists its Conv nodes in execution order, so they are paired
+    with the model's Conv2d layers in the order their forward hooks fire; a fused bias goes into
+    the following BatchNorm, which is set to the identity (scale 1, mean 0, var 1 - eps).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    tensors = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    onnx_convs = [n for n in graph.node if n.op_type == "Conv"]
+    order: list[torch.nn.Conv2d] = []
+    hooks = [m.register_forward_hook(lambda m, _i, _o: order.append(m)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    if len(order) != len(onnx_convs):
+        raise BlurtrackError(f"{path} has {len(onnx_convs)} convolutions, this model {len(order)}: not the same architecture")
+    following_bn = {}
+    modules = list(model.modules())
+    for i, m in enumerate(modules[:-1]):
+        if isinstance(m, torch.nn.Conv2d) and isinstance(modules[i + 1], torch.nn.BatchNorm2d):
+            following_bn[id(m)] = modules[i + 1]
+    with torch.no_grad():
+        for conv, node in zip(order, onnx_convs):
+            w = torch.from_numpy(tensors[node.input[1]].copy())
+            if w.shape != conv.weight.shape:
+                raise BlurtrackError(f"{path}: conv weight shape {tuple(w.shape)} != {tuple(conv.weight.shape)}; not this architecture")
+            b = torch.from_numpy(tensors[node.input[2]].copy()) if len(node.input) > 2 else torch.zeros(w.shape[0])
+            conv.weight.copy_(w)
+            bn = following_bn.get(id(conv))
+            if bn is not None:
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(b)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            elif conv.bias is not None:
+                conv.bias.copy_(b)
+    return len(order)
+
+
+def load_init(model: FPNDeblur, path: str | Path) -> str:
+    """Initialise from a checkpoint (.pt) or from an exported deblur.onnx."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelNotFoundError(f"--init file {p} not found")
+    if p.suffix == ".onnx":
+        return f"{load_onnx_weights(model, p)} convolutions from ONNX {p}"
+    state = torch.load(p, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    return f"checkpoint {p}"
+
+
+def lr_factor(progress: float, warmup_frac: float, min_frac: float) -> float:
+    if progress < warmup_frac:
+        return max(progress / warmup_frac, 0.01)
+    q = min((progress - warmup_frac) / max(1.0 - warmup_frac, 1e-6), 1.0)
+    return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * q))
+
+
+@torch.no_grad()
+def validate(model: FPNDeblur, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """Mean PSNR (blurred vs sharp, deblurred vs sharp) over fixed pairs, outputs rounded to uint8."""
+    model.eval()
+    before, after = [], []
+    for blurred, sharp in pairs:
+        x = torch.from_numpy(blurred.transpose(2, 0, 1)[None].astype(np.float32))
+        y = model(x)[0].numpy().transpose(1, 2, 0)
+        before.append(psnr(blurred, sharp))
+        after.append(psnr(np.clip(np.round(y), 0, 255).astype(np.uint8), sharp))
+    model.train()
+    return float(np.mean(before)), float(np.mean(after))
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.deblur.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="models/configs/deblur.json")
+    ap.add_argument("--out", required=True, help="checkpoint folder (outside the repo)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--init", help="start weights: a .pt checkpoint or an exported deblur.onnx")
+    ap.add_argument("--budget-minutes", type=float, help="stop cleanly after this many minutes (overrides config)")
+    ap.add_argument("--steps", type=int, help="total steps (overrides config)")
+    ap.add_argument("--threads", type=int, help="torch threads (overrides config)")
+    ap.add_argument("--images-dir", help="photo folder (default: ../shared/data/images)")
+    args = ap.parse_args(argv)
+
+    cfg = load_config(args.config)
+    total_steps = int(args.steps or cfg["total_steps"])
+    budget_s = 60.0 * float(args.budget_minutes if args.budget_minutes is not None else cfg.get("budget_minutes", 1e9))
+    torch.set_num_threads(int(args.threads or cfg.get("threads", 1)))
+    seed = int(cfg.get("seed", 0))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    crops, opt_cfg, loss_cfg = cfg["crops"], cfg["optim"], cfg["loss"]
+    gen = build_generator(cfg, pretrained=True)
+    disc = PatchDiscriminator(cfg.get("disc_width", 32))
+    perceptual = PerceptualLoss()
+    lr = float(opt_cfg["lr"])
+    opt_g = torch.optim.Adam(
+        [
+            {"params": list(gen.encoder_parameters()), "lr": lr * opt_cfg.get("encoder_lr_mult", 1.0), "base": opt_cfg.get("encoder_lr_mult", 1.0)},
+            {"params": gen.decoder_parameters(), "lr": lr, "base": 1.0},
+        ],
+        betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
+    )
+    opt_d = torch.optim.Adam(disc.parameters(), lr=float(loss_cfg.get("d_lr", 1e-4)), betas=(0.5, 0.999))
+
+    step, elapsed_before, best, history = 0, 0.0, -1.0, []
+    last = out / "last.pt"
+    if args.resume:
+        if not last.is_file():
+            raise ModelNotFoundError(f"--resume: {last} not found; start without --resume")
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        gen.load_state_dict(ck["model"])
+        disc.load_state_dict(ck["disc"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        rng.bit_generator.state = ck["np_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        step, elapsed_before, best, history = ck["step"], ck["elapsed"], ck["best_psnr"], ck["history"]
+        print(f"resumed from {last} at step {step} ({elapsed_before / 60:.1f} min done)", flush=True)
+    elif args.init:
+        print("init:", load_init(gen, args.init), flush=True)
+
+    train_images = load_split_images("train", args.images_dir)
+    val_cfg = cfg.get("val", {})
+    val_pairs = fixed_pairs("dev", int(val_cfg.get("pairs", 48)), int(val_cfg.get("seed", 1234)), int(val_cfg.get("size", 255)),
+                            float(crops.get("max_smear", 48.0)), args.images_dir)
+    print(f"train photos {len(train_images)}, dev pairs {len(val_pairs)}, steps {total_steps}, budget {budget_s / 60:.0f} min, "
+          f"threads {torch.get_num_threads()}", flush=True)
+
+    stop = {"flag": False}
+
+    def on_signal(signum, _frame):  # finish the step, save, exit
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def checkpoint(tag: str) -> None:
+        state = {
+            "step": step, "model": gen.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(), "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "elapsed": elapsed_before + (time.time() - t0), "best_psnr": best, "history": history, "config": cfg,
+        }
+        save_atomic(state, last)
+        if tag == "best":
+            save_atomic({"step": step, "model": gen.state_dict(), "config": cfg, "val_psnr": best}, out / "best.pt")
+
+    sizes = [int(s) for s in crops["sizes"]]
+    probs = np.asarray(crops["probs"], dtype=np.float64)
+    probs = probs / probs.sum()
+    k_range = tuple(crops.get("k_range", (7, 13)))
+    max_smear = float(crops.get("max_smear", 48.0))
+    steps_per_epoch = int(cfg.get("steps_per_epoch", 200))
+    w_l1, w_p, w_adv = float(loss_cfg["l1"]), float(loss_cfg["perceptual"]), float(loss_cfg["adversarial"])
+    adv_start = float(loss_cfg.get("adv_start_frac", 0.5))
+
+    t0 = time.time()
+    gen.train()
+    disc.train()
+    running: dict[str, float] = {}
+    bar = tqdm(total=total_steps, initial=step, desc="deblur", mininterval=30 if not sys.stderr.isatty() else 0.5)
+    while step < total_steps and not stop["flag"]:
+        elapsed = elapsed_before + (time.time() - t0)
+        progress = max(step / total_steps, elapsed / budget_s)
+        if progress >= 1.0:
+            print(f"wall-clock budget reached at step {step}", flush=True)
+            break
+        f = lr_factor(progress, float(opt_cfg.get("warmup_frac", 0.02)), float(opt_cfg.get("min_lr_frac", 0.02)))
+        for g in opt_g.param_groups:
+            g["lr"] = lr * g["base"] * f
+
+        size = sizes[int(rng.choice(len(sizes), p=probs))]
+        blurred_np, sharp_np = sample_batch(train_images, rng, size, int(crops["batch"][str(size)]), max_smear, k_range)
+        blurred, sharp = torch.from_numpy(blurred_np), torch.from_numpy(sharp_np)
+        use_adv = w_adv > 0 and progress >= adv_start
+
+        out_img = gen(blurred)
+        l1 = F.l1_loss(out_img, sharp) / 255.0
+        lp = perceptual(out_img, sharp)
+        loss = w_l1 * l1 + w_p * lp
+        if use_adv:
+            disc.requires_grad_(False)
+            l_adv = 0.5 * ((disc(out_img) - 1.0) ** 2).mean()
+            loss = loss + w_adv * l_adv
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        if use_adv:
+            disc.requires_grad_(True)
+            d_loss = 0.5 * ((disc(sharp) - 1.0) ** 2).mean() + 0.5 * (disc(out_img.detach()) ** 2).mean()
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            running["adv"] = running.get("adv", 0.0) + l_adv.item()
+            running["d"] = running.get("d", 0.0) + d_loss.item()
+        running["l1"] = running.get("l1", 0.0) + l1.item()
+        running["perc"] = running.get("perc", 0.0) + lp.item()
+        running["n"] = running.get("n", 0.0) + 1
+        step += 1
+        bar.update(1)
+        bar.set_postfix(l1=f"{l1.item():.4f}", perc=f"{lp.item():.3f}", lr=f"{lr * f:.1e}", refresh=False)
+
+        if step % steps_per_epoch == 0:
+            before, after = validate(gen, val_pairs)
+            n = running.pop("n", 1.0)
+            rec = {"step": step, "minutes": round((elapsed_before + time.time() - t0) / 60, 2), "lr": lr * f,
+                   "val_psnr_blurred": round(before, 3), "val_psnr_deblurred": round(after, 3),
+                   "val_gain_db": round(after - before, 3), **{k: round(v / n, 5) for k, v in running.items()}}
+            running = {}
+            history.append(rec)
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec), flush=True)
+            improved = after > best
+            best = max(best, after)
+            checkpoint("best" if improved else "last")
+    bar.close()
+
+    before, after = validate(gen, val_pairs)
+    print(json.dumps({"final_step": step, "val_psnr_blurred": round(before, 3), "val_psnr_deblurred": round(after, 3),
+                      "val_gain_db": round(after - before, 3)}), flush=True)
+    improved = after > best
+    best = max(best, after)
+    checkpoint("best" if improved else "last")
+    print(f"saved {last}" + (f" and {out / 'best.pt'}" if (out / "best.pt").exists() else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
