@@ -51,7 +51,7 @@ class Pipeline:
                     f"bundle {self.bundle.name} has no MindSpore Lite file for {spec.onnx}: "
                     f"run `blurtrack models convert {self.bundle.root}`"
                 )
-            return self.backend.load(self.bundle.path(spec.ms))
+            return self.backend.load(self.bundle.path(spec.ms), no_fusion=spec.convert_no_fusion)
         return self.backend.load(self.bundle.path(spec.onnx))
 
     @property

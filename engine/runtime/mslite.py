@@ -186,8 +186,17 @@ def names_file(ms_path: Path) -> Path:
 
 
 class MindSporeLiteSession(ModelSession):
-    def __init__(self, model: _ShimModel | _OfficialModel, renames: dict[str, dict[str, str]]):
+    """`weights_are_inputs`: the network convolves with weights fed as inputs (the Siamese
+    correlation). Lite 2.0's CPU convolution packs such a weight on the first predict and keeps it,
+    so a new template would be ignored; the model is rebuilt whenever those inputs change
+    (measured: a wrong box from the second sequence on, without this)."""
+
+    def __init__(self, open_model, renames: dict[str, dict[str, str]], weights_are_inputs: bool = False):
+        self._open_model = open_model
+        model = open_model()
         self._model = model
+        self._weights_are_inputs = weights_are_inputs
+        self._last_weights: list[np.ndarray] | None = None
         # One MindSpore Lite Model must not run predict from two threads at once.
         self._lock = threading.Lock()
         in_map, out_map = renames.get("inputs", {}), renames.get("outputs", {})
@@ -206,8 +215,19 @@ class MindSporeLiteSession(ModelSession):
                 raise ValueError(f"input {name!r} has shape {array.shape}, the network expects {shape}")
             arrays.append(array)
         with self._lock:
+            if self._weights_are_inputs:
+                self._rebuild_if_weights_changed(arrays)
             outputs = self._model.predict(arrays)
         return dict(zip(self.output_names, outputs))
+
+    def _rebuild_if_weights_changed(self, arrays: list[np.ndarray]) -> None:
+        # every input but the image (the first) is a template-derived weight
+        weights = arrays[1:]
+        if self._last_weights is not None and all(np.array_equal(a, b) for a, b in zip(weights, self._last_weights)):
+            return
+        if self._last_weights is not None:
+            self._model = self._open_model()
+        self._last_weights = [w.copy() for w in weights]
 
 
 class MindSporeLiteBackend(Backend):
@@ -232,7 +252,9 @@ class MindSporeLiteBackend(Backend):
             raise ModelNotFoundError(f"MindSpore Lite model {model_file} not found: {CONVERT_HINT}")
         sidecar = names_file(model_file)
         renames = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        return MindSporeLiteSession(_open_model(model_file, self.threads, self.home), renames)
+        return MindSporeLiteSession(
+            functools.partial(_open_model, model_file, self.threads, self.home), renames, weights_are_inputs=no_fusion
+        )
 
 
 # ---------------------------------------------------------------------------------------------
