@@ -7,6 +7,7 @@ the benchmark prints are the numbers the service serves.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from engine.deblur import DeblurMode, Deblurrer
@@ -60,7 +61,12 @@ class Pipeline:
 
     def new_tracker(self, deblur: DeblurMode | None = None, keep_crops: bool = False) -> SiamRPNTracker:
         """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto)."""
-        return SiamRPNTracker(self.networks, deblur=deblur, keep_crops=keep_crops)
+        networks = self.networks
+        if not self.backend.weight_inputs_shareable and self.bundle.manifest.search.convert_no_fusion:
+            # Sessions interleave frames; a shared search network would be rebuilt at every switch
+            # of template, so this tracker gets its own (a ~0.03 s build at init, a few MB).
+            networks = replace(networks, search=self._load(self.bundle.manifest.search))
+        return SiamRPNTracker(networks, deblur=deblur, keep_crops=keep_crops)
 
     def describe(self) -> dict[str, str]:
         return {

@@ -25,6 +25,9 @@ class Backend(ABC):
     name: str
     #: which file of a bundle's network this backend loads: "onnx" or "ms"
     model_format: str
+    #: whether one loaded network may be fed different convolution weights (the templates of
+    #: different targets) call after call; if not, each tracker gets its own search network
+    weight_inputs_shareable: bool = True
 
     def __init__(self, threads: int = 2):
         self.threads = threads

@@ -233,6 +233,8 @@ class MindSporeLiteSession(ModelSession):
 class MindSporeLiteBackend(Backend):
     name = "mslite"
     model_format = "ms"
+    # A new template means a model rebuild (see MindSporeLiteSession): give each tracker its own.
+    weight_inputs_shareable = False
 
     def __init__(self, threads: int = 2, home: Path | None = None):
         super().__init__(threads)
