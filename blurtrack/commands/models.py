@@ -1,4 +1,4 @@
-"""`blurtrack models list | convert | make-test-bundle | train | export`."""
+"""`blurtrack models list | stats | convert | make-test-bundle | train | export`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, help="bundles folder (default: BLURTRACK_MODELS_DIR)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="bundles, their networks and whether .ms files exist")
+    stats = actions.add_parser("stats", help="parameters and GFLOPs per call of a bundle's networks")
+    stats.add_argument("bundle", nargs="?", metavar="BUNDLE", help="name or folder (default: BLURTRACK_BUNDLE)")
     convert = actions.add_parser("convert", help="convert bundles' ONNX networks to MindSpore Lite .ms files")
     convert.add_argument("bundles", nargs="*", metavar="BUNDLE", help="names or folders (default: BLURTRACK_BUNDLE)")
     convert.add_argument("--all", action="store_true", help="every bundle under the models folder")
@@ -70,6 +72,19 @@ def _convert(names: list[str], all_bundles: bool, models_dir: Path | None) -> in
     return 0
 
 
+def _stats(name: str | None) -> int:
+    from engine.manifest import load_bundle
+    from engine.modelstats import network_stats
+    from engine.settings import get_engine_settings
+
+    bundle = load_bundle(name or get_engine_settings().bundle)
+    print(f"{bundle.name}: parameters stored per file, GFLOPs (2 x MACs of conv/gemm) per call")
+    for role, net in bundle.manifest.networks().items():
+        stats = network_stats(bundle.path(net.onnx))
+        print(f"  {role:<8} {net.onnx:<14} {stats['params']:>10,d} params  {stats['gflops']:.3f} GFLOPs")
+    return 0
+
+
 def _forward(module_name: str, argv: list[str]) -> int:
     try:
         import torch  # noqa: F401 - only to give a clear message before the script fails on it
@@ -87,6 +102,8 @@ def _forward(module_name: str, argv: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(args.models_dir)
+    if args.action == "stats":
+        return _stats(args.bundle)
     if args.action == "convert":
         return _convert(args.bundles, args.all, args.models_dir)
     if args.action == "make-test-bundle":
