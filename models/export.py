@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("export needs torch: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    from models.tracker.training import load_net_from_checkpoint
+    from models.tracker.training import TRAIN_WEIGHTS_FILE, load_net_from_checkpoint, save_train_weights
 
     if not args.checkpoint.is_file():
         print(f"checkpoint {args.checkpoint} not found: pass OUT/best.pt from `python -m models.train`", file=sys.stderr)
@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"exported networks disagree with torch: {bad}", file=sys.stderr)
         return 1
+    save_train_weights(net, config, args.out / TRAIN_WEIGHTS_FILE)
     deblur = None
     if args.deblur is not None:
         if not args.deblur.is_file():
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = build_manifest(name, result["specs"], description=description, tracker=tracker, deblur=deblur)
     path = Bundle(root=args.out, manifest=manifest).save()
     print(f"bundle {name!r} written to {args.out} ({path.name}, template.onnx, search.onnx"
-          f"{', deblur.onnx' if deblur else ''})")
+          f"{', deblur.onnx' if deblur else ''}, {TRAIN_WEIGHTS_FILE} for fine-tuning with --init)")
     return 0
 
 

@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="checkpoint folder (default /tmp/blurtrack-train/<config name>); keep it outside the repo")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
-    parser.add_argument("--init", type=Path, default=None, help="start from these weights (a checkpoint or state dict)")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights: a bundle folder (its train_weights.npz) or a checkpoint (.pt)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after this long")
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
 

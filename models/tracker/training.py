@@ -164,6 +164,33 @@ def save_checkpoint(path: Path, **payload) -> None:
     os.replace(tmp, path)
 
 
+# Written into every exported bundle next to the ONNX files: the exact PyTorch weights (batch norm
+# not folded, running statistics kept) and the training config, so a later run on another machine
+# can fine-tune from the committed bundle (`--init BUNDLE_DIR`) instead of starting over.
+TRAIN_WEIGHTS_FILE = "train_weights.npz"
+
+
+def save_train_weights(net: SiamRPN, config: dict, path: Path) -> None:
+    arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    np.savez_compressed(path, __config__=np.array(json.dumps(config)), **arrays)
+
+
+def load_init_state(path: Path) -> tuple[dict, str]:
+    """Weights for `--init`: a bundle folder (its train_weights.npz), a train_weights.npz, or a
+    training checkpoint / state dict (.pt). Returns (state dict, what was loaded)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TRAIN_WEIGHTS_FILE
+    if not path.is_file():
+        raise SystemExit(f"--init {path} not found: pass a bundle folder holding {TRAIN_WEIGHTS_FILE}, "
+                         f"such a file, or a checkpoint (.pt) from an earlier run")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            return {k: torch.from_numpy(data[k].copy()) for k in data.files if k != "__config__"}, f"train weights {path}"
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return state.get("model", state), f"checkpoint {path}"
+
+
 def load_net_from_checkpoint(path: Path) -> tuple[SiamRPN, dict]:
     """Rebuild the network from a checkpoint's stored config (no ImageNet download needed)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -238,8 +265,12 @@ def run(config: dict, args: argparse.Namespace) -> int:
     net = build_tracker(config["net"])
     configure_trainable(net, int(train_cfg.get("train_from_block", 3)))
     if args.init:
-        state = torch.load(args.init, map_location="cpu", weights_only=False)
-        net.load_state_dict(state.get("model", state))
+        state, loaded = load_init_state(args.init)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise SystemExit(f"--init {args.init} does not fit the network of {args.config}: {exc}") from None
+        print(f"initialised from {loaded}", flush=True)
     optimizer = torch.optim.AdamW(param_groups(net, train_cfg))
     start_iter, best, elapsed_before, progress = 0, -1.0, 0.0, 0.0
     last = out / "last.pt"

@@ -235,3 +235,36 @@ def test_scale_calibration_shrinks_decoded_sizes_by_the_measured_bias():
     assert np.allclose(after[:, :2], before[:, :2], atol=1e-4)  # centres untouched
     assert np.allclose(after[:, 2] / before[:, 2], math.exp(-0.1), rtol=1e-4)
     assert np.allclose(after[:, 3] / before[:, 3], math.exp(0.05), rtol=1e-4)
+
+
+def test_exported_bundle_carries_weights_a_later_run_can_fine_tune_from(tmp_path):
+    """`python -m models.export` writes train_weights.npz into the bundle; `--init BUNDLE_DIR`
+    restores exactly the exported network (batch norm statistics included), and weights of
+    another architecture are refused with a message naming the config."""
+    pytest.importorskip("onnxruntime")
+    from models.export import main as export_main
+    from models.tracker.training import TRAIN_WEIGHTS_FILE, load_init_state, save_checkpoint
+
+    torch.manual_seed(1)
+    config = {"name": "ft-test", "net": {"pretrained": False}}
+    net = build_tracker(config["net"])
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+    save_checkpoint(tmp_path / "last.pt", model=net.state_dict(), config=config, iteration=7)
+    bundle_dir = tmp_path / "bundle"
+    assert export_main(["--checkpoint", str(tmp_path / "last.pt"), "--out", str(bundle_dir)]) == 0
+    assert (bundle_dir / TRAIN_WEIGHTS_FILE).is_file()
+
+    state, loaded = load_init_state(bundle_dir)
+    assert TRAIN_WEIGHTS_FILE in loaded
+    restored = build_tracker(config["net"])
+    restored.load_state_dict(state)
+    z, x = torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255
+    with torch.no_grad():
+        for a, b in zip(net.eval()(z, x), restored.eval()(z, x)):
+            assert torch.equal(a, b)
+    with pytest.raises(RuntimeError):
+        build_tracker({"pretrained": False, "eca": False}).load_state_dict(state)
+    with pytest.raises(SystemExit, match="not found"):
+        load_init_state(tmp_path / "no-such-bundle")
