@@ -31,6 +31,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, help="start from these weights: a bundle folder (its train_weights.npz) or a checkpoint (.pt)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after this long")
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry, dotted key and JSON value, e.g. --set train.lr=0.0003 (repeatable)")
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """`--set a.b=VALUE`: VALUE is read as JSON when it parses (numbers, true, lists), else a string."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. train.lr=0.0003")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {part!r} is not a section of the config")
+        node[leaf] = value
+    return config
 
 
 def _forward_argv(args: argparse.Namespace) -> list[str]:
@@ -55,9 +77,19 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"config {args.config} is not valid JSON: {exc}", file=sys.stderr)
         return 2
+    try:
+        apply_overrides(config, args.overrides)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     task = config.get("task", "tracker")
     if args.out is None:
         args.out = DEFAULT_OUT_ROOT / Path(args.config).stem
+    if args.overrides:
+        # trainers that read the config file themselves get the overridden copy
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        args.config = Path(args.out) / "config.json"
+        args.config.write_text(json.dumps(config, indent=2))
     for module, call in ((f"models.{task}.training", "run"), (f"models.{task}.train", "main")):
         try:
             trainer = importlib.import_module(module)
