@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -268,3 +269,41 @@ def test_exported_bundle_carries_weights_a_later_run_can_fine_tune_from(tmp_path
         build_tracker({"pretrained": False, "eca": False}).load_state_dict(state)
     with pytest.raises(SystemExit, match="not found"):
         load_init_state(tmp_path / "no-such-bundle")
+
+
+def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bundle(tmp_path, capsys):
+    """The one training command, at toy size: it trains, checkpoints, resumes where it stopped
+    (`--resume`, with more pairs via `--set`), and a new run starts from the exported bundle."""
+    import cv2
+
+    from models.export import main as export_main
+    from models.train import main as train_main
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(40):  # textured stand-ins for photos; the split hashes file names
+        img = cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 3)
+        cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), img)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "task": "tracker", "name": "tiny", "seed": 3, "images": str(images),
+        "net": {"pretrained": False},
+        "train": {"batch_size": 2, "pairs": 4, "val_batches": 1, "warmup_iters": 1},
+    }))
+    out = tmp_path / "run"
+    assert train_main(["--config", str(config), "--out", str(out)]) == 0
+    first = torch.load(out / "last.pt", weights_only=False)
+    assert first["iteration"] == 2 and (out / "best.pt").is_file()
+    assert {"val_loss", "centre_hit16", "mean_iou"} <= set(first["metrics"])
+
+    assert train_main(["--config", str(config), "--out", str(out), "--resume", "--set", "train.pairs=8"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    resumed = torch.load(out / "last.pt", weights_only=False)
+    assert resumed["iteration"] == 4 and resumed["config"]["train"]["pairs"] == 8
+    assert not all(torch.equal(a, resumed["model"][k]) for k, a in first["model"].items())
+
+    bundle = tmp_path / "bundle"
+    assert export_main(["--checkpoint", str(out / "last.pt"), "--out", str(bundle)]) == 0
+    assert train_main(["--config", str(config), "--out", str(tmp_path / "ft"), "--init", str(bundle)]) == 0
+    assert "initialised from train weights" in capsys.readouterr().out
