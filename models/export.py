@@ -79,6 +79,7 @@ def fold_static_shapes(path: Path) -> None:
     opts.optimized_model_filepath = str(folded)
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     model = onnx.load(str(folded))
+    drop_unit_pool_dilations(model)
     used = {node.domain for node in model.graph.node}
     keep = [o for o in model.opset_import if o.domain in used or o.domain in ("", "ai.onnx")]
     del model.opset_import[:]
@@ -86,6 +87,17 @@ def fold_static_shapes(path: Path) -> None:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     folded.unlink()
+
+
+def drop_unit_pool_dilations(model) -> None:
+    """torch writes `dilations=[1, 1]` on every MaxPool; the Lite 2.0 converter refuses any
+    pooling with that attribute ("pooling op not support dilations"), and 1 is ONNX's default."""
+    for node in model.graph.node:
+        if node.op_type != "MaxPool":
+            continue
+        for attr in list(node.attribute):
+            if attr.name == "dilations" and all(d == 1 for d in attr.ints):
+                node.attribute.remove(attr)
 
 
 def check_parity(template_path: Path, search_path: Path, z: np.ndarray, x: np.ndarray, expected: dict[str, np.ndarray]) -> dict[str, float]:

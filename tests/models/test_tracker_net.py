@@ -307,3 +307,20 @@ def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bu
     assert export_main(["--checkpoint", str(out / "last.pt"), "--out", str(bundle)]) == 0
     assert train_main(["--config", str(config), "--out", str(tmp_path / "ft"), "--init", str(bundle)]) == 0
     assert "initialised from train weights" in capsys.readouterr().out
+
+
+def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):
+    """torch writes dilations=[1, 1] on MaxPool, which the Lite 2.0 converter refuses; the export
+    drops it, and the real converter then accepts the AlexNet template network."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from engine.runtime.mslite import convert_model
+    from engine.runtime.mslite_setup import setup_runtime
+    from models.export import export_onnx
+
+    export_onnx(build_tracker({"backbone": "alexnet", "pretrained": False}), tmp_path)
+    pools = [n for n in onnx.load(str(tmp_path / "template.onnx")).graph.node if n.op_type == "MaxPool"]
+    assert pools and not any(a.name == "dilations" for n in pools for a in n.attribute)
+    setup_runtime()
+    assert convert_model(tmp_path / "template.onnx", tmp_path / "template.ms").is_file()
