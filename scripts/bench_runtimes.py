@@ -1,6 +1,9 @@
-"""Median ms per call of the same networks on ONNX Runtime and MindSpore Lite (same threads).
+"""Median and p95 ms per call of the same networks on ONNX Runtime and MindSpore Lite (same threads).
 
-    python scripts/bench_runtimes.py [--bundle DIR] [--onnx FILE ...] [--threads 2] [--runs 100]
+    python scripts/bench_runtimes.py [--bundle DIR] [--onnx FILE ...] [--threads 2] [--runs 100] [--busy N]
+
+`--busy N` keeps N other processes spinning on the CPU while it measures, as on a robot whose CPU
+also runs other work: a runtime whose worker threads wait on each other suffers most there.
 
 Default networks: the hand-made test bundle (built in a temp folder) and, when ../shared is there,
 the NanoTrack v2 peer ONNX files (read in place). Each ONNX file is converted to .ms in a temp
@@ -10,7 +13,7 @@ folder (fusion on, or off where the converter needs it). Needs `blurtrack setup 
 from __future__ import annotations
 
 import argparse
-import statistics
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +49,8 @@ def random_feeds(onnx_path: Path, rng: np.random.Generator) -> dict[str, np.ndar
     return feeds
 
 
-def median_ms(session, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> float:
+def time_ms(session, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> tuple[float, float]:
+    """(median, p95) wall ms per call."""
     for _ in range(warmup):
         session.run(feeds)
     times = []
@@ -54,7 +58,20 @@ def median_ms(session, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> 
         start = time.perf_counter()
         session.run(feeds)
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return float(np.median(times)), float(np.percentile(times, 95))
+
+
+def spin(stop) -> None:
+    while not stop.is_set():
+        sum(range(100_000))
+
+
+def start_busy(count: int) -> tuple[object, list[multiprocessing.Process]]:
+    stop = multiprocessing.Event()
+    procs = [multiprocessing.Process(target=spin, args=(stop,), daemon=True) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    return stop, procs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--busy", type=int, default=0, help="other processes kept spinning on the CPU meanwhile")
     args = parser.parse_args(argv)
 
     ort, ms = OnnxRuntimeBackend(args.threads), MindSporeLiteBackend(args.threads)
@@ -78,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             models = default_models(work)
         models += args.onnx
-        print(f"threads={args.threads} runs={args.runs} (median ms per call)")
-        print(f"{'network':<34} {'onnxruntime':>11} {'mslite':>8} {'ms/ort':>7} {'max|diff|/max|ort|':>19}")
+        print(f"threads={args.threads} runs={args.runs} busy processes={args.busy} (ms per call, median / p95)")
+        print(f"{'network':<34} {'onnxruntime':>13} {'mslite':>13} {'ms/ort median':>13} {'max|diff|/max|ort|':>19}")
+        stop, busy = start_busy(args.busy)
         for index, onnx_path in enumerate(models):
             ms_path = work / f"{index}-{onnx_path.stem}.ms"
             try:
@@ -92,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             ort_session, ms_session = ort.load(onnx_path), ms.load(ms_path)
             want, got = ort_session.run(feeds), ms_session.run(feeds)
             diff = max(float(np.abs(got[k] - want[k]).max() / max(np.abs(want[k]).max(), 1e-12)) for k in want)
-            t_ort = median_ms(ort_session, feeds, args.runs, args.warmup)
-            t_ms = median_ms(ms_session, feeds, args.runs, args.warmup)
+            ort_med, ort_p95 = time_ms(ort_session, feeds, args.runs, args.warmup)
+            ms_med, ms_p95 = time_ms(ms_session, feeds, args.runs, args.warmup)
             name = f"{onnx_path.parent.name}/{onnx_path.name}{fusion}"
-            print(f"{name:<34} {t_ort:>11.2f} {t_ms:>8.2f} {t_ms / t_ort:>7.2f} {diff:>19.1e}")
+            print(f"{name:<34} {ort_med:>6.2f} / {ort_p95:>4.0f} {ms_med:>6.2f} / {ms_p95:>4.0f} {ms_med / ort_med:>13.2f} {diff:>19.1e}")
+        stop.set()
+        for proc in busy:
+            proc.join()
     return 0
 
 
