@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
 
         images = Path(config["images"]) if config.get("images") else default_images_dir()
         synth_dev = args.synth_dev if args.synth_dev is not None and args.synth_dev.is_dir() else None
-        batches = calibration_batches(images, synth_dev, seed=int(ckpt.get("seed", 0)))
+        batches = calibration_batches(images, synth_dev, seed=int(ckpt.get("seed", 0)),
+                                      deblur_bundle=config.get("deblur_input", {}).get("bundle"))
         anchors = AnchorTarget().anchors
         bw, bh, n = measure_scale_bias(net, batches, anchors)
         apply_scale_bias(net, bw, bh)

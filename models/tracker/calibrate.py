@@ -44,8 +44,10 @@ def apply_scale_bias(net: SiamRPN, bias_w: float, bias_h: float) -> None:
     final.bias[3 * k: 4 * k] -= bias_h
 
 
-def calibration_batches(images_dir, synth_dev_root, seed: int = 0, batches: int = 8, batch_size: int = 16) -> list:
-    """DEV still-image pairs and (when given) tracking-style DEV synthetic pairs, no colour noise."""
+def calibration_batches(images_dir, synth_dev_root, seed: int = 0, batches: int = 8, batch_size: int = 16,
+                        deblur_bundle=None) -> list:
+    """DEV still-image pairs and (when given) tracking-style DEV synthetic pairs, no colour noise;
+    with `deblur_bundle`, after that bundle's deblur gate and network, as the tracker trained."""
     from pathlib import Path
 
     from models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
@@ -56,5 +58,9 @@ def calibration_batches(images_dir, synth_dev_root, seed: int = 0, batches: int 
     if synth_dev_root is not None:
         track = SequencePairSampler(Path(synth_dev_root), PairConfig(**{**cfg.__dict__, "track_centre_prob": 1.0}), max_gap=60)
         sampler = MixedSampler([sampler, track], [0.5, 0.5])
+    if deblur_bundle:
+        from models.tracker.deblur_input import DeblurredInput
+
+        sampler = DeblurredInput(sampler, deblur_bundle)
     target = AnchorTarget()
     return [make_batch(sampler, target, np.random.default_rng([seed, 2 * 10**9, i]), batch_size) for i in range(batches)]

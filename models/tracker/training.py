@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.anchors import decode_boxes, flatten_loc, foreground_scores
 from models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
+from models.tracker.deblur_input import DeblurredInput
 from models.tracker.labels import AnchorTarget
 from models.tracker.net import SiamRPN, build_tracker
 
@@ -248,6 +249,11 @@ def run(config: dict, args: argparse.Namespace) -> int:
         sampler = MixedSampler([sampler, synth_sampler(synth_cfg, pair_cfg, images_dir)],
                                [1.0 - synth_cfg["prob"], synth_cfg["prob"]])
     dev_sampler = PairSampler(load_images(split["dev"]), pair_cfg)
+    deblur_bundle = config.get("deblur_input", {}).get("bundle")
+    if deblur_bundle:
+        # every sampler, held-out ones too, shows the tracker what the deblur gate lets it see
+        print(f"training on deblurred input: the deblur gate and network of {deblur_bundle}", flush=True)
+        sampler, dev_sampler = DeblurredInput(sampler, deblur_bundle), DeblurredInput(dev_sampler, deblur_bundle)
     target = AnchorTarget()
     val_batches = [make_batch(dev_sampler, target, np.random.default_rng([seed, 10**9, i]), batch_size)
                    for i in range(int(train_cfg.get("val_batches", 6)))]
@@ -259,6 +265,8 @@ def run(config: dict, args: argparse.Namespace) -> int:
                                        "sequences": synth_cfg["dev_sequences"], "max_gap": 60},
                                       PairConfig(track_centre_prob=1.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0,
                                                  template_scale=0.0, search_scale=0.0), images_dir)
+        if deblur_bundle:
+            track_sampler = DeblurredInput(track_sampler, deblur_bundle)
         track_batches = [make_batch(track_sampler, target, np.random.default_rng([seed, 10**9 + 1, i]), batch_size)
                          for i in range(int(train_cfg.get("val_batches", 6)))]
 
@@ -347,4 +355,6 @@ def run(config: dict, args: argparse.Namespace) -> int:
     final_iter = min(it + 1, total_iters)
     m = checkpoint(final_iter, elapsed_before + time.monotonic() - started)
     print(f"finished at iteration {final_iter}: {m}; checkpoints in {out}", flush=True)
+    if isinstance(sampler, DeblurredInput):
+        print(f"deblur gate on training pairs: {sampler.counts}", flush=True)
     return 0

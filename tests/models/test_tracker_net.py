@@ -271,18 +271,14 @@ def test_exported_bundle_carries_weights_a_later_run_can_fine_tune_from(tmp_path
         load_init_state(tmp_path / "no-such-bundle")
 
 
-def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bundle(tmp_path, capsys):
-    """The one training command, at toy size: it trains, checkpoints, resumes where it stopped
-    (`--resume`, with more pairs via `--set`), and a new run starts from the exported bundle."""
+def _toy_training_config(tmp_path, **extra):
+    """A toy-size tracker config over 40 textured stand-ins for photos (the split hashes names)."""
     import cv2
-
-    from models.export import main as export_main
-    from models.train import main as train_main
 
     rng = np.random.default_rng(0)
     images = tmp_path / "images"
     images.mkdir()
-    for i in range(40):  # textured stand-ins for photos; the split hashes file names
+    for i in range(40):
         img = cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 3)
         cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), img)
     config = tmp_path / "tiny.json"
@@ -290,7 +286,18 @@ def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bu
         "task": "tracker", "name": "tiny", "seed": 3, "images": str(images),
         "net": {"pretrained": False},
         "train": {"batch_size": 2, "pairs": 4, "val_batches": 1, "warmup_iters": 1},
+        **extra,
     }))
+    return config
+
+
+def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bundle(tmp_path, capsys):
+    """The one training command, at toy size: it trains, checkpoints, resumes where it stopped
+    (`--resume`, with more pairs via `--set`), and a new run starts from the exported bundle."""
+    from models.export import main as export_main
+    from models.train import main as train_main
+
+    config = _toy_training_config(tmp_path)
     out = tmp_path / "run"
     assert train_main(["--config", str(config), "--out", str(out)]) == 0
     first = torch.load(out / "last.pt", weights_only=False)
@@ -307,6 +314,20 @@ def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bu
     assert export_main(["--checkpoint", str(out / "last.pt"), "--out", str(bundle)]) == 0
     assert train_main(["--config", str(config), "--out", str(tmp_path / "ft"), "--init", str(bundle)]) == 0
     assert "initialised from train weights" in capsys.readouterr().out
+
+
+def test_training_on_deblurred_input_runs_the_bundles_gate_on_every_pair(tmp_path, capsys, test_bundle):
+    """`"deblur_input": {"bundle": ...}` trains on what the pipeline would show the tracker: the
+    gate of that bundle decides per crop and its deblur network rewrites the blurry ones."""
+    pytest.importorskip("onnxruntime")
+    from models.train import main as train_main
+
+    config = _toy_training_config(tmp_path, deblur_input={"bundle": str(test_bundle)})
+    assert train_main(["--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert f"training on deblurred input: the deblur gate and network of {test_bundle}" in out
+    counts = json.loads(out.split("deblur gate on training pairs: ")[1].splitlines()[0].replace("'", '"'))
+    assert counts["pairs"] == 4 and 0 < counts["search"] <= 4  # 2 batches of 2; the stand-ins are blurry
 
 
 def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):

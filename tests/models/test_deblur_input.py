@@ -1,0 +1,66 @@
+"""Training on deblurred input: the engine's gate and deblur network applied to training pairs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from engine.deblur import blur_score  # noqa: E402
+from models.tracker.data import Pair  # noqa: E402
+from models.tracker.deblur_input import DeblurredInput  # noqa: E402
+
+
+class FixedPairs:
+    """A sampler that hands out the same pair every time."""
+
+    def __init__(self, template: np.ndarray, search: np.ndarray):
+        self.pair = Pair(template=template, search=search, box=np.array([3, -2, 40, 30], np.float32), negative=False)
+
+    def sample(self, rng):
+        return self.pair
+
+
+def _textured(side: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+
+
+def _blurry(side: int, seed: int) -> np.ndarray:
+    return cv2.GaussianBlur(_textured(side, seed), (0, 0), 6)
+
+
+def test_gated_crops_go_through_the_bundles_deblur_network_and_sharp_ones_do_not(test_bundle):
+    sharp_t, sharp_s, blurry_t, blurry_s = _textured(127, 0), _textured(255, 1), _blurry(127, 2), _blurry(255, 3)
+    assert blur_score(sharp_s) > 150 > blur_score(blurry_s)  # the test bundle's gate threshold
+
+    untouched = DeblurredInput(FixedPairs(sharp_t, sharp_s), test_bundle)
+    pair = untouched.sample(np.random.default_rng(0))
+    assert np.array_equal(pair.template, sharp_t) and np.array_equal(pair.search, sharp_s)
+    assert untouched.counts == {"search": 0, "template": 0, "pairs": 1}
+
+    deblurred = DeblurredInput(FixedPairs(blurry_t, blurry_s), test_bundle)
+    pair = deblurred.sample(np.random.default_rng(0))
+    assert deblurred.counts == {"search": 1, "template": 1, "pairs": 1}
+    assert pair.search.shape == blurry_s.shape and pair.search.dtype == np.uint8
+    assert pair.template.shape == blurry_t.shape and pair.template.dtype == np.uint8
+    # the test bundle's deblurrer is an unsharp mask: it raises the edge energy the gate measures
+    assert blur_score(pair.search) > blur_score(blurry_s)
+    assert blur_score(pair.template) > blur_score(blurry_t)
+    assert np.array_equal(pair.box, [3, -2, 40, 30]) and not pair.negative
+
+
+def test_a_bundle_without_a_deblur_network_is_refused(tmp_path, test_bundle):
+    manifest = json.loads((test_bundle / "manifest.json").read_text())
+    manifest.pop("deblur")
+    bundle = tmp_path / "no-deblur"
+    bundle.mkdir()
+    for f in test_bundle.iterdir():
+        if f.name != "manifest.json":
+            (bundle / f.name).write_bytes(f.read_bytes())
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="no deblur network"):
+        DeblurredInput(FixedPairs(_textured(127, 0), _textured(255, 1)), bundle)
