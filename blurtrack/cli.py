@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("blurtrack.commands.serve", "run the streaming tracking service"),
     "eval": ("blurtrack.commands.eval", "evaluate the tracker on an OTB-layout data set"),
     "bench": ("blurtrack.commands.bench", "benchmark our tracker, its ablations and peers"),
+    "tune": ("blurtrack.commands.tune", "choose a bundle's tracker hyper-parameters on the synthetic DEV split"),
     "track": ("blurtrack.commands.track", "track a target through a video file or image folder"),
 }
 

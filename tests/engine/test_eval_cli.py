@@ -133,3 +133,44 @@ kind = "opencv"
     assert "| test " in report and "not available" in report
     assert "(bench/curves_tiny.png)" in report  # linked relative to the copy
     assert "not available" in result.stdout
+
+
+def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, test_bundle):
+    from engine.evaluation.otb import find_sequences
+    from engine.evaluation.tuning import settings_grid, tune
+    from engine.pipeline import Pipeline
+
+    pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
+    grid = settings_grid({"window_influence": [1.0, 0.3], "penalty_k": [0.0]})
+    assert grid == [{"window_influence": 1.0, "penalty_k": 0.0}, {"window_influence": 0.3, "penalty_k": 0.0}]
+    rows = tune(pipeline, find_sequences(dataset), grid)
+    assert [r["objective"] for r in rows] == sorted((r["objective"] for r in rows), reverse=True)
+    by_window = {r["settings"]["window_influence"]: r for r in rows}
+    # all window and no score: the tracker never leaves its first position while the square moves on
+    assert by_window[1.0]["precision@15"] < by_window[0.3]["precision@15"]
+    assert rows[0]["settings"]["window_influence"] == 0.3
+    with pytest.raises(ValueError, match="tunable settings are"):
+        settings_grid({"lost_threshold": [0.2]})
+
+
+def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, test_bundle, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(test_bundle, bundle)
+    out = tmp_path / "tune.json"
+    result = blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
+                       "--penalty-k", "0.1", "--window-influence", "0.3,1", "--lr", "0.5", "--cache-dir", tmp_path / "cache",
+                       "--out", out, "--apply")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["split"] == "dev" and report["sequences"] == 2 and len(report["ranking"]) == 2
+    best = report["ranking"][0]["settings"]
+    assert f"best: --tracker-json '{json.dumps(best)}'" in result.stdout
+    tracker = json.loads((bundle / "manifest.json").read_text())["tracker"]
+    assert {k: tracker[k] for k in best} == best
+
+    refused = blurtrack("tune", "--bundle", bundle, "--window-influence", "0.2,2")
+    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
+    refused = blurtrack("tune", "--bundle", bundle, "--split", "test")
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr

@@ -1,0 +1,95 @@
+"""`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr) by
+grid search on the synthetic DEV split; prints the ranking, writes it as JSON, and with --apply
+writes the best setting into the bundle's manifest.
+
+The test split and the real clips are what results are reported on, so they are not offered here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from blurtrack.commands.eval import positive_int
+from engine.runtime import BACKEND_NAMES
+
+DEFAULT_GRID = {
+    "penalty_k": [0.05, 0.15, 0.25],
+    "window_influence": [0.02, 0.1, 0.2],
+    "lr": [0.25, 0.38, 0.5],
+}
+
+
+def _floats(value: str) -> list[float]:
+    try:
+        numbers = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.05,0.15, got {value!r}") from None
+    if not numbers or any(not 0.0 <= n <= 1.0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected numbers between 0 and 1, got {value!r}")
+    return numbers
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
+    parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
+    parser.add_argument("--threads", type=positive_int, help="intra-op threads per network (default: BLURTRACK_THREADS or 2)")
+    parser.add_argument("--deblur", choices=["bundle", "off"], default="bundle", help="deblur by the bundle's policy (default) or never")
+    parser.add_argument("--split", choices=["dev", "train"], default="dev", help="synthetic split to tune on (default: dev)")
+    parser.add_argument("--sequences", type=positive_int, default=20, help="synthetic sequences (default: 20)")
+    parser.add_argument("--frames", type=positive_int, default=80, help="frames per sequence (default: 80)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic split seed (default: 0)")
+    for name, values in DEFAULT_GRID.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=_floats, default=values, dest=name,
+                            help=f"comma-separated values to try (default: {','.join(map(str, values))})")
+    parser.add_argument("--cache-dir", type=Path, help="where the synthetic split is cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
+    parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
+    parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.data.synth import shared_dir
+    from engine.evaluation import peers
+    from engine.evaluation.benchmark import DataSpec, prepare_data
+    from engine.evaluation.otb import find_sequences
+    from engine.evaluation.tuning import settings_grid, tune
+    from engine.pipeline import Pipeline
+    from engine.settings import get_engine_settings
+
+    settings = get_engine_settings()
+    bundle = args.bundle or settings.bundle
+    pipeline = Pipeline.from_bundle(bundle, backend=args.backend or settings.backend, threads=args.threads or settings.threads)
+    spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
+    sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
+    grid = settings_grid({name: getattr(args, name) for name in DEFAULT_GRID})
+    deblur = None if args.deblur == "bundle" else "off"
+
+    total = len(grid) * sum(len(s) for s in sequences)
+    with tqdm(total=total, unit="frame", desc=f"tune {len(grid)} settings", file=sys.stderr, dynamic_ncols=True) as bar:
+        rows = tune(pipeline, sequences, grid, deblur, bar.update)
+
+    current = pipeline.bundle.manifest.tracker
+    print(f"bundle {pipeline.bundle.name} on the synthetic {args.split} split ({len(sequences)} sequences), deblur {args.deblur}; "
+          f"bundle now: " + ", ".join(f"{k} {getattr(current, k)}" for k in DEFAULT_GRID))
+    print("objective = (precision@15 + success@0.6) / 2")
+    for row in rows:
+        setting = ", ".join(f"{k} {v:g}" for k, v in row["settings"].items())
+        print(f"  {row['objective']:.4f}  P@15 {row['precision@15']:.4f}  S@0.6 {row['success@0.6']:.4f}  AUC {row['auc']:.4f}  {setting}")
+    best = rows[0]["settings"]
+    print(f"best: --tracker-json '{json.dumps(best)}'")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = {"bundle": pipeline.bundle.name, "bundle_dir": str(pipeline.bundle.root), "split": args.split,
+                  "sequences": len(sequences), "frames": args.frames, "seed": args.seed, "deblur": args.deblur, "ranking": rows}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.apply:
+        manifest_path = pipeline.bundle.root / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["tracker"] = {**manifest.get("tracker", {}), **best}
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"wrote {best} into {manifest_path}")
+    return 0

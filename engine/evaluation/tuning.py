@@ -1,0 +1,54 @@
+"""Choose a bundle's tracker hyper-parameters by grid search on held-out synthetic sequences.
+
+The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
+penalty, the cosine window's weight and the box-size learning rate) vary. Each setting runs the
+real pipeline over every sequence, and the settings are ranked by the mean of precision@15 and
+success@0.6, the two numbers the product is judged on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from engine.evaluation import metrics
+from engine.evaluation.otb import Sequence
+from engine.evaluation.runner import run_dataset
+
+TUNABLE = ("penalty_k", "window_influence", "lr")
+
+
+def settings_grid(values: dict[str, Iterable[float]]) -> list[dict[str, float]]:
+    """Every combination of the given values, e.g. {"lr": [0.3, 0.4], "penalty_k": [0.1]}."""
+    unknown = set(values) - set(TUNABLE)
+    if unknown:
+        raise ValueError(f"cannot tune {sorted(unknown)}: tunable settings are {', '.join(TUNABLE)}")
+    names = list(values)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(values[n]) for n in names))]
+
+
+def objective(summary: dict[str, Any]) -> float:
+    return 0.5 * ((summary["precision@15"] or 0.0) + (summary["success@0.6"] or 0.0))
+
+
+def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, float], deblur: str | None = None,
+                      on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Pooled metrics of the pipeline's trackers with `settings` in place of the bundle's own."""
+
+    def make_tracker():
+        tracker = pipeline.new_tracker(deblur=deblur)
+        tracker.cfg = tracker.cfg.model_copy(update=settings)
+        return tracker
+
+    runs = run_dataset(make_tracker, sequences, on_frame)
+    scores = metrics.FrameScores.pooled(metrics.score_sequence(r.boxes, s.groundtruth) for r, s in zip(runs, sequences))
+    summary = metrics.summarize(scores)
+    return {"settings": settings, **summary, "objective": round(objective(summary), 4)}
+
+
+def tune(pipeline, sequences: list[Sequence], grid: list[dict[str, float]], deblur: str | None = None,
+         on_frame: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """One row per setting, best first (ties keep grid order)."""
+    rows = [evaluate_settings(pipeline, sequences, s, deblur, on_frame) for s in grid]
+    return sorted(rows, key=lambda r: -r["objective"])
