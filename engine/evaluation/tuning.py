@@ -3,7 +3,7 @@
 The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
 penalty, the cosine window's weight and the box-size learning rate) vary. Each setting runs the
 real pipeline over every sequence, and the settings are ranked by the mean of precision@15 and
-success@0.6, the two numbers the product is judged on.
+success@0.6, the two numbers the product is judged on, then by AUC.
 """
 
 from __future__ import annotations
@@ -49,6 +49,6 @@ def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, f
 
 def tune(pipeline, sequences: list[Sequence], grid: list[dict[str, float]], deblur: str | None = None,
          on_frame: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """One row per setting, best first (ties keep grid order)."""
+    """One row per setting, best first; ties go to the higher AUC, then to the earlier setting."""
     rows = [evaluate_settings(pipeline, sequences, s, deblur, on_frame) for s in grid]
-    return sorted(rows, key=lambda r: -r["objective"])
+    return sorted(rows, key=lambda r: (-r["objective"], -(r["auc"] or 0.0)))
