@@ -64,3 +64,23 @@ def test_a_bundle_without_a_deblur_network_is_refused(tmp_path, test_bundle):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="no deblur network"):
         DeblurredInput(FixedPairs(_textured(127, 0), _textured(255, 1)), bundle)
+
+
+def test_scale_calibration_sees_the_same_deblurred_input_as_training(tmp_path, test_bundle):
+    """Export's --calibrate-scale measures on DEV pairs; for a tracker trained with deblur_input it
+    must measure on deblurred pairs too: same pairs (same seed), blurry search crops rewritten."""
+    pytest.importorskip("torch")
+    from models.tracker.calibrate import calibration_batches
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):  # blurry textured stand-ins for photos; the split hashes file names
+        cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 4))
+    raw = calibration_batches(images, None, seed=2, batches=1, batch_size=4)
+    deblurred = calibration_batches(images, None, seed=2, batches=1, batch_size=4, deblur_bundle=test_bundle)
+    raw_search, new_search = raw[0][1].numpy(), deblurred[0][1].numpy()
+    assert raw_search.shape == new_search.shape == (4, 3, 255, 255)
+    assert np.array_equal(raw[0][5], deblurred[0][5])  # the same pairs and boxes
+    changed = [not np.array_equal(a, b) for a, b in zip(raw_search, new_search)]
+    assert any(changed)
