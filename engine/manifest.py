@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from engine.errors import ModelNotFoundError
@@ -52,6 +53,20 @@ class Preprocess(BaseModel):
     @property
     def is_identity(self) -> bool:
         return self.color == "bgr" and self.mean == [0.0, 0.0, 0.0] and self.std == [1.0, 1.0, 1.0]
+
+    def to_input(self, crop_bgr: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 crop -> 1x3xHxW float32 network input (identity preprocess is the fast path)."""
+        image = crop_bgr[:, :, ::-1] if self.color == "rgb" else crop_bgr
+        tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        if self.is_identity:
+            return tensor
+        return (tensor - np.float32(self.mean).reshape(1, 3, 1, 1)) / np.float32(self.std).reshape(1, 3, 1, 1)
+
+    def to_image(self, tensor: np.ndarray) -> np.ndarray:
+        """The inverse: a 1x3xHxW network input or image output -> HxWx3 BGR uint8 (rounded, clipped)."""
+        image = tensor[0] * np.float32(self.std)[:, None, None] + np.float32(self.mean)[:, None, None]
+        image = np.clip(image.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(image[:, :, ::-1] if self.color == "rgb" else image)
 
 
 class AnchorConfig(BaseModel):

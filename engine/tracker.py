@@ -48,18 +48,9 @@ class TrackerNetworks:
         self.anchors = generate_anchors(cfg)
         hanning = np.hanning(cfg.score_size)
         self.window = np.tile(np.outer(hanning, hanning).ravel(), cfg.anchor_num).astype(np.float32)
-        pre = self.manifest.preprocess
-        self._mean = np.array(pre.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        self._std = np.array(pre.std, dtype=np.float32).reshape(1, 3, 1, 1)
 
     def to_input(self, crop_bgr: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 crop -> 1x3xHxW float32 network input (identity preprocess is the fast path)."""
-        pre = self.manifest.preprocess
-        image = crop_bgr[:, :, ::-1] if pre.color == "rgb" else crop_bgr
-        tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-        if pre.is_identity:
-            return tensor
-        return (tensor - self._mean) / self._std
+        return self.manifest.preprocess.to_input(crop_bgr)
 
 
 def _change(r: np.ndarray) -> np.ndarray:
@@ -160,7 +151,7 @@ class SiamRPNTracker:
 
         tensor, deblurred = self._maybe_deblur(crop, timings)
         if self.keep_crops:
-            self.last_crops = (crop, self._tensor_to_image(tensor))
+            self.last_crops = (crop, self.nets.manifest.preprocess.to_image(tensor))
 
         t0 = time.perf_counter()
         outputs = self.nets.search.run({manifest.search_image_input: tensor, **self.features})
@@ -194,12 +185,6 @@ class SiamRPNTracker:
         timings["total"] = (time.perf_counter() - start) * 1e3
         box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
         return TrackResult(tuple(float(v) for v in box), best_score, self.state, timings, deblurred)
-
-    def _tensor_to_image(self, tensor: np.ndarray) -> np.ndarray:
-        pre = self.nets.manifest.preprocess
-        image = tensor[0] * np.array(pre.std, np.float32)[:, None, None] + np.array(pre.mean, np.float32)[:, None, None]
-        image = np.clip(image.transpose(1, 2, 0), 0, 255).astype(np.uint8)
-        return image[:, :, ::-1] if pre.color == "rgb" else image
 
     # -- state -----------------------------------------------------------------------------
     def _update_state(self, best_score: float) -> None:

@@ -12,9 +12,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.evaluation import metrics
 from engine.evaluation.otb import Sequence
-from engine.evaluation.runner import run_dataset
+from engine.evaluation.runner import evaluate, run_dataset
 
 TUNABLE = ("penalty_k", "window_influence", "lr")
 
@@ -41,9 +40,8 @@ def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, f
         tracker.cfg = tracker.cfg.model_copy(update=settings)
         return tracker
 
-    runs = run_dataset(make_tracker, sequences, on_frame)
-    scores = metrics.FrameScores.pooled(metrics.score_sequence(r.boxes, s.groundtruth) for r, s in zip(runs, sequences))
-    summary = metrics.summarize(scores)
+    pooled = evaluate(run_dataset(make_tracker, sequences, on_frame), sequences)["pooled"]
+    summary = {k: pooled[k] for k in ("scored_frames", "precision@15", "precision@20", "success@0.6", "auc")}
     return {"settings": settings, **summary, "objective": round(objective(summary), 4)}
 
 

@@ -30,17 +30,12 @@ class DeblurredInput:
         session = get_backend("onnxruntime", threads=threads).load(loaded.path(manifest.deblur.onnx))
         self.deblurrer = Deblurrer(session, manifest.deblur_image_input, manifest.deblur_output, manifest.deblur_policy)
         self.side = int(manifest.deblur.inputs[0].shape[-1])
-        self.rgb = manifest.preprocess.color == "rgb"
-        if not manifest.preprocess.is_identity:
-            raise SystemExit("deblur_input: only bundles with identity preprocessing (BGR 0..255) are supported")
+        self.preprocess = manifest.preprocess
         self.sampler = sampler
         self.counts = {"search": 0, "template": 0, "pairs": 0}
 
     def _deblur(self, crop: np.ndarray) -> np.ndarray:
-        image = crop[:, :, ::-1] if self.rgb else crop
-        out = self.deblurrer(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32))[0]
-        out = np.clip(out.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(out[:, :, ::-1] if self.rgb else out)
+        return self.preprocess.to_image(self.deblurrer(self.preprocess.to_input(crop)))
 
     def _maybe_search(self, search: np.ndarray) -> np.ndarray:
         if not self.deblurrer.should_run(search, "auto"):

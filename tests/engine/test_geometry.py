@@ -89,3 +89,22 @@ def test_iou_hand_computed():
     assert iou(Box(0, 0, 10, 10), Box(5, 0, 10, 10)) == pytest.approx(50 / 150)
     assert iou(Box(0, 0, 10, 10), Box(20, 20, 5, 5)) == 0.0
     assert iou(Box(0, 0, 10, 10), Box(0, 0, 10, 10)) == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pixels=st.binary(min_size=4 * 5 * 3, max_size=4 * 5 * 3),
+    color=st.sampled_from(["bgr", "rgb"]),
+    mean=st.lists(st.floats(0, 200), min_size=3, max_size=3),
+    std=st.lists(st.floats(0.5, 100), min_size=3, max_size=3),
+)
+def test_preprocess_to_image_inverts_to_input(pixels, color, mean, std):
+    """The crop the tracker shows (`keep_crops`) and the deblurred training crops both come back
+    through Preprocess.to_image: it must undo to_input for every colour order and normalisation."""
+    from engine.manifest import Preprocess
+
+    crop = np.frombuffer(pixels, np.uint8).reshape(4, 5, 3)
+    pre = Preprocess(color=color, mean=mean, std=std)
+    tensor = pre.to_input(crop)
+    assert tensor.shape == (1, 3, 4, 5) and tensor.dtype == np.float32
+    assert np.array_equal(pre.to_image(tensor), crop)

@@ -60,9 +60,8 @@ def test_mindspore_lite_and_onnx_runtime_give_the_same_outputs(name, clip, mslit
     x, y, w, h = clip.init_box
     centre = (x + w / 2, y + h / 2)
     side = context_size(w, h, m.tracker.context_amount)  # the exemplar crop, as the tracker takes it
-    as_input = lambda crop: np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)  # noqa: E731
-    template = as_input(crop_square(frame, centre, side, m.tracker.exemplar_size, frame.mean((0, 1))))
-    search = as_input(crop_square(frame, centre, side * 2, m.tracker.instance_size, frame.mean((0, 1))))
+    template = m.preprocess.to_input(crop_square(frame, centre, side, m.tracker.exemplar_size, frame.mean((0, 1))))
+    search = m.preprocess.to_input(crop_square(frame, centre, side * 2, m.tracker.instance_size, frame.mean((0, 1))))
     kernels = both(m.template, {m.template_image_input: template})
     both(m.search, {m.search_image_input: search, **kernels})
     if m.deblur is not None:
