@@ -1,6 +1,6 @@
-"""`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr) by
-grid search on the synthetic DEV split; prints the ranking, writes it as JSON, and with --apply
-writes the best setting into the bundle's manifest.
+"""`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr) and,
+with --blur-threshold, its deblur gate by grid search on the synthetic DEV split; prints the
+ranking, writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
 
 The test split and the real clips are what results are reported on, so they are not offered here."""
 
@@ -31,6 +31,16 @@ def _floats(value: str) -> list[float]:
     return numbers
 
 
+def _thresholds(value: str) -> list[float]:
+    try:
+        numbers = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 75,150,300, got {value!r}") from None
+    if not numbers or any(n < 0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected blur scores >= 0 (0 never deblurs), got {value!r}")
+    return numbers
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
@@ -44,6 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=_floats, default=values, dest=name,
                             help=f"comma-separated values to try (default: {','.join(map(str, values))})")
+    parser.add_argument("--blur-threshold", type=_thresholds, default=None,
+                        help="comma-separated deblur-gate thresholds to try: crops whose blur score (variance of the "
+                             "Laplacian) is below it are deblurred (default: keep the bundle's)")
     parser.add_argument("--cache-dir", type=Path, help="where the synthetic split is cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
     parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
     parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
@@ -56,31 +69,45 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluation import peers
     from engine.evaluation.benchmark import DataSpec, prepare_data
     from engine.evaluation.otb import find_sequences
-    from engine.evaluation.tuning import settings_grid, tune
+    from engine.evaluation.tuning import GATE_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
     from engine.pipeline import Pipeline
     from engine.settings import get_engine_settings
 
+    if args.blur_threshold is not None and args.deblur == "off":
+        print("blurtrack tune: --blur-threshold tunes the deblur gate, which --deblur off never opens; drop one of them",
+              file=sys.stderr)
+        return 2
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
     pipeline = Pipeline.from_bundle(bundle, backend=args.backend or settings.backend, threads=args.threads or settings.threads)
     spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
     sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
-    grid = settings_grid({name: getattr(args, name) for name in DEFAULT_GRID})
+    values = {name: getattr(args, name) for name in DEFAULT_GRID}
+    if args.blur_threshold is not None:
+        if not pipeline.has_deblur:
+            print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no gate to tune", file=sys.stderr)
+            return 2
+        values["blur_threshold"] = args.blur_threshold
+    grid = settings_grid(values)
     deblur = None if args.deblur == "bundle" else "off"
 
     total = len(grid) * sum(len(s) for s in sequences)
     with tqdm(total=total, unit="frame", desc=f"tune {len(grid)} settings", file=sys.stderr, dynamic_ncols=True) as bar:
         rows = tune(pipeline, sequences, grid, deblur, bar.update)
 
-    current = pipeline.bundle.manifest.tracker
+    manifest = pipeline.bundle.manifest
     print(f"bundle {pipeline.bundle.name} on the synthetic {args.split} split ({len(sequences)} sequences), deblur {args.deblur}; "
-          f"bundle now: " + ", ".join(f"{k} {getattr(current, k)}" for k in DEFAULT_GRID))
+          f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in DEFAULT_GRID)
+          + f", blur_threshold {manifest.deblur_policy.blur_threshold}")
     print("objective = (precision@15 + success@0.6) / 2")
     for row in rows:
         setting = ", ".join(f"{k} {v:g}" for k, v in row["settings"].items())
-        print(f"  {row['objective']:.4f}  P@15 {row['precision@15']:.4f}  S@0.6 {row['success@0.6']:.4f}  AUC {row['auc']:.4f}  {setting}")
+        print(f"  {row['objective']:.4f}  P@15 {row['precision@15']:.4f}  S@0.6 {row['success@0.6']:.4f}  AUC {row['auc']:.4f}  "
+              f"deblurred {row['deblurred_frames']}  {setting}")
     best = rows[0]["settings"]
-    print(f"best: --tracker-json '{json.dumps(best)}'")
+    best_tracker = {k: v for k, v in best.items() if k in TRACKER_SETTINGS}
+    best_gate = {k: v for k, v in best.items() if k in GATE_SETTINGS}
+    print(f"best: --tracker-json '{json.dumps(best_tracker)}'" + (f", deblur gate {best_gate}" if best_gate else ""))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"bundle": pipeline.bundle.name, "bundle_dir": str(pipeline.bundle.root), "split": args.split,
@@ -88,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.apply:
         manifest_path = pipeline.bundle.root / "manifest.json"
-        manifest = json.loads(manifest_path.read_text())
-        manifest["tracker"] = {**manifest.get("tracker", {}), **best}
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        written = json.loads(manifest_path.read_text())
+        written["tracker"] = {**written.get("tracker", {}), **best_tracker}
+        if best_gate:
+            written["deblur_policy"] = {**written.get("deblur_policy", {}), **best_gate}
+        manifest_path.write_text(json.dumps(written, indent=2) + "\n")
         print(f"wrote {best} into {manifest_path}")
     return 0

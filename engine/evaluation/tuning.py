@@ -1,21 +1,25 @@
 """Choose a bundle's tracker hyper-parameters by grid search on held-out synthetic sequences.
 
 The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
-penalty, the cosine window's weight and the box-size learning rate) vary. Each setting runs the
-real pipeline over every sequence, and the settings are ranked by the mean of precision@15 and
-success@0.6, the two numbers the product is judged on, then by AUC.
+penalty, the cosine window's weight and the box-size learning rate) and the deblur gate's blur
+threshold vary. Each setting runs the real pipeline over every sequence, and the settings are
+ranked by the mean of precision@15 and success@0.6, the two numbers the product is judged on, then
+by AUC.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from engine.evaluation.otb import Sequence
 from engine.evaluation.runner import evaluate, run_dataset
 
-TUNABLE = ("penalty_k", "window_influence", "lr")
+TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr")
+GATE_SETTINGS = ("blur_threshold",)  # the deblur policy's: crops scoring below it are deblurred
+TUNABLE = TRACKER_SETTINGS + GATE_SETTINGS
 
 
 def settings_grid(values: dict[str, Iterable[float]]) -> list[dict[str, float]]:
@@ -34,14 +38,20 @@ def objective(summary: dict[str, Any]) -> float:
 def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, float], deblur: str | None = None,
                       on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Pooled metrics of the pipeline's trackers with `settings` in place of the bundle's own."""
+    tracker_update = {k: v for k, v in settings.items() if k in TRACKER_SETTINGS}
+    gate_update = {k: v for k, v in settings.items() if k in GATE_SETTINGS}
 
     def make_tracker():
         tracker = pipeline.new_tracker(deblur=deblur)
-        tracker.cfg = tracker.cfg.model_copy(update=settings)
+        tracker.cfg = tracker.cfg.model_copy(update=tracker_update)
+        if gate_update:
+            # this tracker's own gate: the pipeline's shared deblurrer keeps the bundle's policy
+            deblurrer = tracker.nets.deblurrer
+            tracker.nets = replace(tracker.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=gate_update)))
         return tracker
 
     pooled = evaluate(run_dataset(make_tracker, sequences, on_frame), sequences)["pooled"]
-    summary = {k: pooled[k] for k in ("scored_frames", "precision@15", "precision@20", "success@0.6", "auc")}
+    summary = {k: pooled[k] for k in ("scored_frames", "precision@15", "precision@20", "success@0.6", "auc", "deblurred_frames")}
     return {"settings": settings, **summary, "objective": round(objective(summary), 4)}
 
 

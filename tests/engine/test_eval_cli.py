@@ -153,6 +153,23 @@ def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, 
         settings_grid({"lost_threshold": [0.2]})
 
 
+def test_tuning_the_deblur_gate_changes_only_that_trackers_gate(dataset, test_bundle):
+    from engine.evaluation.otb import find_sequences
+    from engine.evaluation.tuning import tune
+    from engine.pipeline import Pipeline
+
+    pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
+    sequences = find_sequences(dataset)
+    tracked = (20 - 1) + (16 - 1 - 1)  # frames after each init, the ones the gate sees (square-b lacks frame 7)
+    rows = tune(pipeline, sequences, [{"blur_threshold": 0.0}, {"blur_threshold": 1e9}])
+    by_threshold = {r["settings"]["blur_threshold"]: r for r in rows}
+    # no blur score is below 0, every one is below 1e9
+    assert by_threshold[0.0]["deblurred_frames"] == 0
+    assert by_threshold[1e9]["deblurred_frames"] == tracked
+    # the pipeline's shared gate (what the service would use) still has the bundle's threshold
+    assert pipeline.networks.deblurrer.policy.blur_threshold == pipeline.bundle.manifest.deblur_policy.blur_threshold == 150.0
+
+
 def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, test_bundle, tmp_path):
     import shutil
 
@@ -170,6 +187,21 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     tracker = json.loads((bundle / "manifest.json").read_text())["tracker"]
     assert {k: tracker[k] for k in best} == best
 
+    gate = blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
+                     "--penalty-k", "0.1", "--window-influence", "0.3", "--lr", "0.5", "--blur-threshold", "0,1e9",
+                     "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+    assert gate.returncode == 0, gate.stderr
+    ranking = json.loads(out.read_text())["ranking"]
+    assert sorted(r["settings"]["blur_threshold"] for r in ranking) == [0.0, 1e9]
+    best_threshold = ranking[0]["settings"]["blur_threshold"]
+    written = json.loads((bundle / "manifest.json").read_text())
+    assert written["deblur_policy"]["blur_threshold"] == best_threshold
+    assert "blur_threshold" not in written["tracker"]
+
+    refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--blur-threshold", "100")
+    assert refused.returncode == 2 and "--deblur off never opens" in refused.stderr
+    refused = blurtrack("tune", "--bundle", bundle, "--blur-threshold", "-5")
+    assert refused.returncode == 2 and "blur scores >= 0" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--window-influence", "0.2,2")
     assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--split", "test")
