@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One fine-tuning round for all three trackers with the same extra budget, from the committed
+# bundles: train (side by side, one thread each), export + convert, tune on the synthetic DEV
+# split. Nothing here touches models/weights: the candidates land in OUT/bundle-<config>, and
+# which of them replace the shipped bundles is decided on DEV (see MODEL_CARD.md).
+#
+#   scripts/finetune_round.sh train  OUT SEED MINUTES   # e.g. /tmp/ft3 2 85 (round 3)
+#   scripts/finetune_round.sh export OUT
+#   scripts/finetune_round.sh tune   OUT
+#   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur-gate threshold of the chosen ECA bundle
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+BT=.venv/bin/blurtrack
+stage=${1:?stage: train, export, tune or gate}
+out=${2:?OUT folder, outside the repository}
+mkdir -p "$out"
+
+# config -> the committed bundle it starts from; the ECA bundle alone carries the deblurrer
+declare -A BUNDLE=([tracker]=blurtrack-effnet-eca [tracker_noeca]=blurtrack-effnet-noeca [tracker_alexnet]=blurtrack-alexnet)
+declare -A DEBLUR=([tracker]=bundle [tracker_noeca]=off [tracker_alexnet]=off)
+GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
+GATE="0,75,150,300,600,1e9"  # 0 never deblurs, 1e9 always
+
+case $stage in
+train)
+  seed=${3:?SEED}; minutes=${4:?MINUTES}
+  # render the synthetic training and DEV-pair sequences once, before three runs would race to
+  $PY -c "
+from engine.data.synth import make_split
+make_split('train', '/tmp/blurtrack-train/synth-train', n_sequences=100, seed=0, n_frames=60)
+make_split('dev', '/tmp/blurtrack-train/synth-dev-train', n_sequences=8, seed=0, n_frames=60)"
+  for c in "${!BUNDLE[@]}"; do
+    $PY -m models.train --config "models/configs/$c.json" --init "models/weights/${BUNDLE[$c]}" \
+        --seed "$seed" --set train.lr=0.0003 --budget-minutes "$minutes" --out "$out/$c" > "$out/$c.log" 2>&1 &
+  done
+  wait
+  ;;
+export)
+  tj='{"window_influence": 0.02, "penalty_k": 0.15, "lr": 0.38}'  # a start; `tune` picks the final ones
+  for c in "${!BUNDLE[@]}"; do
+    extra=()
+    if [ "${DEBLUR[$c]}" = bundle ]; then extra=(--deblur "models/weights/${BUNDLE[$c]}/deblur.onnx"); fi
+    rm -rf "$out/bundle-$c"
+    $PY -m models.export --checkpoint "$out/$c/last.pt" --out "$out/bundle-$c" --calibrate-scale --tracker-json "$tj" "${extra[@]}"
+    $BT models convert "$out/bundle-$c"
+  done
+  ;;
+tune)
+  # one thread each, all three side by side; rankings in OUT/tune-<config>.json
+  for c in "${!BUNDLE[@]}"; do
+    $BT tune --bundle "$out/bundle-$c" --deblur "${DEBLUR[$c]}" --threads 1 $GRID --out "$out/tune-$c.json" --apply \
+        > "$out/tune-$c.log" 2>&1 &
+  done
+  wait
+  ;;
+gate)
+  # with the tracker settings `tune` chose, the threshold below which a search crop is deblurred
+  bundle=${3:?BUNDLE: the ECA bundle chosen on DEV (a name or folder)}
+  read -r pk wi lr < <($PY -c "
+import sys; from engine.manifest import load_bundle
+t = load_bundle(sys.argv[1]).manifest.tracker; print(t.penalty_k, t.window_influence, t.lr)" "$bundle")
+  $BT tune --bundle "$bundle" --deblur bundle --threads 2 --penalty-k "$pk" --window-influence "$wi" --lr "$lr" \
+      --blur-threshold "$GATE" --out "$out/gate.json" --apply
+  ;;
+*)
+  echo "unknown stage $stage: use train, export, tune or gate" >&2; exit 2
+  ;;
+esac
