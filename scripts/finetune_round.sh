@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One fine-tuning round for all three trackers with the same extra budget, from the committed
 # bundles: train (side by side, one thread each), export + convert, tune on the synthetic DEV
-# split. Nothing here touches models/weights: the candidates land in OUT/bundle-<config>, and
-# which of them replace the shipped bundles is decided on DEV (see MODEL_CARD.md).
+# split. Nothing here touches models/weights: the candidates land in OUT/bundle-<config>, and a
+# candidate replaces its shipped bundle when its best DEV objective in OUT/tune-<config>.json beats
+# the shipped bundle's (benchmarks/tuning/<bundle>.json, same split and grid; MODEL_CARD.md).
 #
 #   scripts/finetune_round.sh train  OUT SEED MINUTES   # e.g. /tmp/ft3 2 85 (round 3)
 #   scripts/finetune_round.sh export OUT
