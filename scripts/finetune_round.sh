@@ -26,7 +26,7 @@ GATE="0,75,150,300,600,1e9"  # 0 never deblurs, 1e9 always
 case $stage in
 train)
   seed=${3:?SEED}; minutes=${4:?MINUTES}
-  # render the synthetic training and DEV-pair sequences once, before three runs would race to
+  # render the synthetic training and DEV-pair sequences once, not by three runs at the same time
   $PY -c "
 from engine.data.synth import make_split
 make_split('train', '/tmp/blurtrack-train/synth-train', n_sequences=100, seed=0, n_frames=60)
