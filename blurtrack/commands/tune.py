@@ -21,22 +21,26 @@ DEFAULT_GRID = {
 }
 
 
-def _floats(value: str) -> list[float]:
+def _numbers(value: str, example: str) -> list[float]:
     try:
         numbers = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.05,0.15, got {value!r}") from None
-    if not numbers or any(not 0.0 <= n <= 1.0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. {example}, got {value!r}") from None
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"expected at least one number, e.g. {example}")
+    return numbers
+
+
+def _floats(value: str) -> list[float]:
+    numbers = _numbers(value, "0.05,0.15")
+    if any(not 0.0 <= n <= 1.0 for n in numbers):
         raise argparse.ArgumentTypeError(f"expected numbers between 0 and 1, got {value!r}")
     return numbers
 
 
 def _thresholds(value: str) -> list[float]:
-    try:
-        numbers = [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 75,150,300, got {value!r}") from None
-    if not numbers or any(n < 0 for n in numbers):
+    numbers = _numbers(value, "75,150,300")
+    if any(n < 0 for n in numbers):
         raise argparse.ArgumentTypeError(f"expected blur scores >= 0 (0 never deblurs), got {value!r}")
     return numbers
 
