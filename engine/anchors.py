@@ -65,6 +65,26 @@ def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def vote_box(boxes: np.ndarray, weights: np.ndarray, best: int, min_iou: float) -> np.ndarray:
+    """Box voting (Gidaris & Komodakis, 2015): the weighted mean of the boxes (cx, cy, w, h) that
+    overlap boxes[best] by IoU >= min_iou. Neighbouring anchors regress the same target, so their
+    mean is a steadier box than the single best one. Weights must be >= 0."""
+    ref = boxes[best]
+    left = np.maximum(boxes[:, 0] - boxes[:, 2] / 2, ref[0] - ref[2] / 2)
+    right = np.minimum(boxes[:, 0] + boxes[:, 2] / 2, ref[0] + ref[2] / 2)
+    top = np.maximum(boxes[:, 1] - boxes[:, 3] / 2, ref[1] - ref[3] / 2)
+    bottom = np.minimum(boxes[:, 1] + boxes[:, 3] / 2, ref[1] + ref[3] / 2)
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    iou = inter / (boxes[:, 2] * boxes[:, 3] + ref[2] * ref[3] - inter)
+    voters = iou >= min_iou
+    voters[best] = True
+    w = weights[voters]
+    total = float(w.sum())
+    if total <= 0.0:
+        return ref.copy()
+    return (boxes[voters] * w[:, None]).sum(axis=0) / total
+
+
 def flatten_loc(loc: np.ndarray) -> np.ndarray:
     """[1, 4k, S, S] network output -> (k * S * S, 4) deltas in anchor order."""
     return loc.reshape(4, -1).T

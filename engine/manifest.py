@@ -89,6 +89,9 @@ class TrackerConfig(BaseModel):
     penalty_k: float = 0.05
     window_influence: float = 0.42
     lr: float = 0.38
+    # The new box is the score-weighted mean of the anchor boxes overlapping the best one by at
+    # least this IoU (box voting); 0 keeps the best anchor's box alone.
+    box_vote_iou: float = 0.0
     # A frame whose best score is below lost_threshold counts as a miss; after lost_patience
     # misses in a row the state becomes `lost` and the search region grows by lost_search_growth
     # per missed frame, up to lost_search_max times the normal region, until a frame scores

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors
+from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors, vote_box
 from engine.deblur import DeblurMode, Deblurrer
 from engine.errors import NotInitializedError
 from engine.frames import as_bgr
@@ -176,7 +176,8 @@ class SiamRPNTracker:
         self._update_state(best_score)
 
         if self.state == "tracking":
-            cx, cy, w, h = boxes[best] / scale_x
+            box = vote_box(boxes, pscore, best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else boxes[best]
+            cx, cy, w, h = box / scale_x
             lr = float(penalty[best] * best_score * cfg.lr)
             self.center = self.center + np.array([cx, cy])
             self.size = self.size * (1.0 - lr) + np.array([w, h]) * lr

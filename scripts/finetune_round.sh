@@ -9,11 +9,12 @@
 #   scripts/finetune_round.sh export OUT
 #   scripts/finetune_round.sh tune   OUT
 #   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur-gate threshold of the chosen ECA bundle
+#   scripts/finetune_round.sh vote   OUT CONFIG=BUNDLE...  # box-voting IoU, e.g. tracker=OUT/bundle-tracker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 BT=.venv/bin/blurtrack
-stage=${1:?stage: train, export, tune or gate}
+stage=${1:?stage: train, export, tune, gate or vote}
 out=${2:?OUT folder, outside the repository}
 mkdir -p "$out"
 
@@ -22,6 +23,15 @@ declare -A BUNDLE=([tracker]=blurtrack-effnet-eca [tracker_noeca]=blurtrack-effn
 declare -A DEBLUR=([tracker]=bundle [tracker_noeca]=off [tracker_alexnet]=off)
 GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
 GATE="0,75,150,300,600,1e9"  # 0 never deblurs, 1e9 always
+VOTE="0,0.5,0.65,0.8"  # box voting: 0 keeps the best anchor's box alone
+
+# the bundle's tuned tracker settings as `blurtrack tune` flags, so a later stage keeps them fixed
+chosen_settings() {
+  $PY -c "
+import sys; from engine.manifest import load_bundle
+t = load_bundle(sys.argv[1]).manifest.tracker
+print(f'--penalty-k {t.penalty_k} --window-influence {t.window_influence} --lr {t.lr}')" "$1"
+}
 
 case $stage in
 train)
@@ -58,13 +68,21 @@ tune)
 gate)
   # with the tracker settings `tune` chose, the threshold below which a search crop is deblurred
   bundle=${3:?BUNDLE: the ECA bundle chosen on DEV (a name or folder)}
-  read -r pk wi lr < <($PY -c "
-import sys; from engine.manifest import load_bundle
-t = load_bundle(sys.argv[1]).manifest.tracker; print(t.penalty_k, t.window_influence, t.lr)" "$bundle")
-  $BT tune --bundle "$bundle" --deblur bundle --threads 2 --penalty-k "$pk" --window-influence "$wi" --lr "$lr" \
+  $BT tune --bundle "$bundle" --deblur bundle --threads 2 $(chosen_settings "$bundle") \
       --blur-threshold "$GATE" --out "$out/gate.json" --apply
   ;;
+vote)
+  # with the settings and gate chosen before, the box-voting IoU of each bundle (one thread each,
+  # side by side); CONFIG=BUNDLE pairs, where CONFIG picks the deblur mode (DEBLUR above)
+  shift 2
+  for pair in "$@"; do
+    c=${pair%%=*}; bundle=${pair#*=}
+    $BT tune --bundle "$bundle" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "$bundle") \
+        --box-vote-iou "$VOTE" --out "$out/vote-$c.json" --apply > "$out/vote-$c.log" 2>&1 &
+  done
+  wait
+  ;;
 *)
-  echo "unknown stage $stage: use train, export, tune or gate" >&2; exit 2
+  echo "unknown stage $stage: use train, export, tune, gate or vote" >&2; exit 2
   ;;
 esac

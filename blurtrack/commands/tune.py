@@ -1,6 +1,7 @@
-"""`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr) and,
-with --blur-threshold, its deblur gate by grid search on the synthetic DEV split; prints the
-ranking, writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
+"""`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
+with --box-vote-iou also box voting) and, with --blur-threshold, its deblur gate by grid search on
+the synthetic DEV split; prints the ranking, writes it as JSON, and with --apply writes the best
+setting into the bundle's manifest.
 
 The test split and the real clips are what results are reported on, so they are not offered here."""
 
@@ -61,6 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blur-threshold", type=_thresholds, default=None,
                         help="comma-separated deblur-gate thresholds to try: crops whose blur score (variance of the "
                              "Laplacian) is below it are deblurred (default: keep the bundle's)")
+    parser.add_argument("--box-vote-iou", type=_floats, default=None,
+                        help="comma-separated box-voting IoUs to try: the box is the score-weighted mean of the anchor "
+                             "boxes overlapping the best one by at least this IoU, 0 keeps the best box alone "
+                             "(default: keep the bundle's)")
     parser.add_argument("--cache-dir", type=Path, help="where the synthetic split is cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
     parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
     parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
@@ -87,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
     sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
+    if args.box_vote_iou is not None:
+        values["box_vote_iou"] = args.box_vote_iou
     if args.blur_threshold is not None:
         if not pipeline.has_deblur:
             print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no gate to tune", file=sys.stderr)
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = pipeline.bundle.manifest
     print(f"bundle {pipeline.bundle.name} on the synthetic {args.split} split ({len(sequences)} sequences), deblur {args.deblur}; "
-          f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in DEFAULT_GRID)
+          f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
           + f", blur_threshold {manifest.deblur_policy.blur_threshold}")
     print("objective = (precision@15 + success@0.6) / 2")
     for row in rows:

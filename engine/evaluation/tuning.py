@@ -1,10 +1,10 @@
 """Choose a bundle's tracker hyper-parameters by grid search on held-out synthetic sequences.
 
 The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
-penalty, the cosine window's weight and the box-size learning rate) and the deblur gate's blur
-threshold vary. Each setting runs the real pipeline over every sequence, and the settings are
-ranked by the mean of precision@15 and success@0.6, the two numbers the product is judged on, then
-by AUC.
+penalty, the cosine window's weight, the box-size learning rate and the box-voting IoU) and the
+deblur gate's blur threshold vary. Each setting runs the real pipeline over every sequence, and
+the settings are ranked by the mean of precision@15 and success@0.6, the two numbers the product
+is judged on, then by AUC.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from engine.evaluation.otb import Sequence
 from engine.evaluation.runner import evaluate, run_dataset
 
-TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr")
+TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou")
 GATE_SETTINGS = ("blur_threshold",)  # the deblur policy's: crops scoring below it are deblurred
 TUNABLE = TRACKER_SETTINGS + GATE_SETTINGS
 

@@ -11,6 +11,7 @@ from engine.anchors import (
     flatten_loc,
     foreground_scores,
     generate_anchors,
+    vote_box,
 )
 from engine.manifest import AnchorConfig
 
@@ -62,3 +63,30 @@ def test_output_layouts_follow_pysot():
     loc = np.zeros((1, 4 * k, s, s), np.float32)
     loc[0, 3 * k + 2, 1, 1] = 7.0  # dh of the same anchor
     assert flatten_loc(loc)[2 * s * s + 4].tolist() == [0, 0, 0, 7]
+
+
+def test_vote_box_averages_the_overlapping_boxes_by_weight():
+    boxes = np.array([[0, 0, 40, 40], [4, 0, 40, 40], [200, 200, 40, 40]], np.float32)
+    weights = np.array([3.0, 1.0, 100.0], np.float32)
+    # IoU of the first two is 36/44 = 0.82; the far box (weight 100) does not overlap and has no say
+    assert vote_box(boxes, weights, 0, 0.6).tolist() == pytest.approx([1, 0, 40, 40])
+    # above their overlap, only the best box is left
+    assert vote_box(boxes, weights, 0, 0.9).tolist() == pytest.approx([0, 0, 40, 40])
+
+
+def test_vote_box_keeps_the_best_box_when_no_weight_is_left():
+    boxes = np.array([[0, 0, 40, 40], [2, 0, 40, 40]], np.float32)
+    assert vote_box(boxes, np.zeros(2, np.float32), 1, 0.5).tolist() == [2, 0, 40, 40]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    boxes=arrays(np.float32, (8, 4), elements=st.floats(1, 100, width=32)),
+    weights=arrays(np.float32, (8,), elements=st.floats(0.125, 1, width=32)),
+    best=st.integers(0, 7),
+    min_iou=st.floats(0.05, 1.0),
+)
+def test_vote_box_stays_within_the_voters(boxes, weights, best, min_iou):
+    voted = vote_box(boxes, weights, best, min_iou)
+    # a weighted mean lies between the smallest and largest value of each coordinate
+    assert np.all(voted >= boxes.min(axis=0) - 1e-3) and np.all(voted <= boxes.max(axis=0) + 1e-3)

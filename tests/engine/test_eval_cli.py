@@ -198,10 +198,21 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     assert written["deblur_policy"]["blur_threshold"] == best_threshold
     assert "blur_threshold" not in written["tracker"]
 
+    vote = blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
+                     "--penalty-k", "0.1", "--window-influence", "0.3", "--lr", "0.5", "--box-vote-iou", "0,0.6",
+                     "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+    assert vote.returncode == 0, vote.stderr
+    ranking = json.loads(out.read_text())["ranking"]
+    assert sorted(r["settings"]["box_vote_iou"] for r in ranking) == [0.0, 0.6]
+    written = json.loads((bundle / "manifest.json").read_text())
+    assert written["tracker"]["box_vote_iou"] == ranking[0]["settings"]["box_vote_iou"]
+
     refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--blur-threshold", "100")
     assert refused.returncode == 2 and "--deblur off never opens" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--blur-threshold", "-5")
     assert refused.returncode == 2 and "blur scores >= 0" in refused.stderr
+    refused = blurtrack("tune", "--bundle", bundle, "--box-vote-iou", "1.5")
+    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--window-influence", "0.2,2")
     assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--split", "test")

@@ -57,6 +57,18 @@ def test_follows_a_moving_target(pipeline, deblur):
     assert set(results[0].timings) == {"crop", "deblur", "track", "post", "total"}
 
 
+def test_box_voting_changes_the_box_and_still_follows(pipeline):
+    seq = render_moving_target(40, step=(6.0, 3.0), seed=1)
+    plain = run_sequence(pipeline.new_tracker(deblur="off"), seq)
+    voting_tracker = pipeline.new_tracker(deblur="off")
+    voting_tracker.cfg = voting_tracker.cfg.model_copy(update={"box_vote_iou": 0.5})
+    voted = run_sequence(voting_tracker, seq)
+    # the neighbouring anchors' boxes differ from the best one, so their mean moves the box
+    assert any(not np.allclose(a.box, b.box) for a, b in zip(plain, voted))
+    ious = [iou(Box(*r.box), Box(*gt)) for r, gt in zip(voted, seq.boxes[1:])]
+    assert np.mean(ious) > 0.7 and all(r.state == "tracking" for r in voted)
+
+
 def test_mslite_and_onnxruntime_track_alike(pipeline, mslite_pipeline):
     # Two different targets one after the other: the second template must replace the first
     # (Lite keeps a convolution weight fed as an input unless the model is rebuilt).
