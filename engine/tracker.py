@@ -166,7 +166,8 @@ class SiamRPNTracker:
         s_c = _change(_size_with_context(boxes[:, 2], boxes[:, 3]) / _size_with_context(*target_in_crop))
         r_c = _change((target_in_crop[0] / target_in_crop[1]) / (boxes[:, 2] / boxes[:, 3]))
         penalty = np.exp(-(r_c * s_c - 1.0) * cfg.penalty_k)
-        pscore = penalty * score
+        evidence = penalty * score  # box voting's weights; the window below is a prior on position only
+        pscore = evidence
         if self.state == "tracking":
             # Motion prior: a cosine window favours small displacements. A lost target may be
             # anywhere in the widened region, so the window is dropped while re-detecting.
@@ -176,7 +177,7 @@ class SiamRPNTracker:
         self._update_state(best_score)
 
         if self.state == "tracking":
-            box = vote_box(boxes, pscore, best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else boxes[best]
+            box = vote_box(boxes, evidence, best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else boxes[best]
             cx, cy, w, h = box / scale_x
             lr = float(penalty[best] * best_score * cfg.lr)
             self.center = self.center + np.array([cx, cy])
