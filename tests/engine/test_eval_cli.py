@@ -176,9 +176,14 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     bundle = tmp_path / "bundle"
     shutil.copytree(test_bundle, bundle)
     out = tmp_path / "tune.json"
-    result = blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
-                       "--penalty-k", "0.1", "--window-influence", "0.3,1", "--lr", "0.5", "--cache-dir", tmp_path / "cache",
-                       "--out", out, "--apply")
+
+    def tune_small(window: str, *extra):
+        # two short DEV sequences, one penalty and lr; --apply writes into the copied bundle
+        return blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
+                         "--penalty-k", "0.1", "--window-influence", window, "--lr", "0.5", *extra,
+                         "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+
+    result = tune_small("0.3,1")
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["split"] == "dev" and report["sequences"] == 2 and len(report["ranking"]) == 2
@@ -187,9 +192,7 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     tracker = json.loads((bundle / "manifest.json").read_text())["tracker"]
     assert {k: tracker[k] for k in best} == best
 
-    gate = blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
-                     "--penalty-k", "0.1", "--window-influence", "0.3", "--lr", "0.5", "--blur-threshold", "0,1e9",
-                     "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+    gate = tune_small("0.3", "--blur-threshold", "0,1e9")
     assert gate.returncode == 0, gate.stderr
     ranking = json.loads(out.read_text())["ranking"]
     assert sorted(r["settings"]["blur_threshold"] for r in ranking) == [0.0, 1e9]
@@ -198,9 +201,7 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     assert written["deblur_policy"]["blur_threshold"] == best_threshold
     assert "blur_threshold" not in written["tracker"]
 
-    vote = blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
-                     "--penalty-k", "0.1", "--window-influence", "0.3", "--lr", "0.5", "--box-vote-iou", "0,0.6",
-                     "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+    vote = tune_small("0.3", "--box-vote-iou", "0,0.6")
     assert vote.returncode == 0, vote.stderr
     ranking = json.loads(out.read_text())["ranking"]
     assert sorted(r["settings"]["box_vote_iou"] for r in ranking) == [0.0, 0.6]
