@@ -65,18 +65,23 @@ def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def box_iou_cxcywh(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """IoU of each (cx, cy, w, h) row of `boxes` with one (cx, cy, w, h) box."""
+    ax1, ay1 = boxes[:, 0] - boxes[:, 2] / 2, boxes[:, 1] - boxes[:, 3] / 2
+    ax2, ay2 = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+    bx1, by1, bx2, by2 = box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2
+    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None)
+    ih = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+    inter = iw * ih
+    return inter / (boxes[:, 2] * boxes[:, 3] + box[2] * box[3] - inter)
+
+
 def vote_box(boxes: np.ndarray, weights: np.ndarray, best: int, min_iou: float) -> np.ndarray:
     """Box voting (Gidaris & Komodakis, 2015): the weighted mean of the boxes (cx, cy, w, h) that
     overlap boxes[best] by IoU >= min_iou. Neighbouring anchors regress the same target, so their
     mean is a steadier box than the single best one. Weights must be >= 0."""
     ref = boxes[best]
-    left = np.maximum(boxes[:, 0] - boxes[:, 2] / 2, ref[0] - ref[2] / 2)
-    right = np.minimum(boxes[:, 0] + boxes[:, 2] / 2, ref[0] + ref[2] / 2)
-    top = np.maximum(boxes[:, 1] - boxes[:, 3] / 2, ref[1] - ref[3] / 2)
-    bottom = np.minimum(boxes[:, 1] + boxes[:, 3] / 2, ref[1] + ref[3] / 2)
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    iou = inter / (boxes[:, 2] * boxes[:, 3] + ref[2] * ref[3] - inter)
-    voters = iou >= min_iou
+    voters = box_iou_cxcywh(boxes, ref) >= min_iou
     voters[best] = True
     w = weights[voters]
     total = float(w.sum())

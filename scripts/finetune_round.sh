@@ -78,6 +78,7 @@ vote)
   shift 2
   for pair in "$@"; do
     c=${pair%%=*}; bundle=${pair#*=}
+    [ -n "${DEBLUR[$c]+set}" ] || { echo "vote: $pair: write CONFIG=BUNDLE, CONFIG one of ${!DEBLUR[*]}" >&2; exit 2; }
     $BT tune --bundle "$bundle" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "$bundle") \
         --box-vote-iou "$VOTE" --out "$out/vote-$c.json" --apply > "$out/vote-$c.log" 2>&1 &
   done

@@ -5,19 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.anchors import encode_boxes, generate_anchors
+from engine.anchors import box_iou_cxcywh, encode_boxes, generate_anchors
 from engine.manifest import AnchorConfig
-
-
-def box_iou_cxcywh(anchors: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of each (cx, cy, w, h) anchor with one (cx, cy, w, h) box."""
-    ax1, ay1 = anchors[:, 0] - anchors[:, 2] / 2, anchors[:, 1] - anchors[:, 3] / 2
-    ax2, ay2 = anchors[:, 0] + anchors[:, 2] / 2, anchors[:, 1] + anchors[:, 3] / 2
-    bx1, by1, bx2, by2 = box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2
-    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None)
-    ih = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
-    inter = iw * ih
-    return inter / (anchors[:, 2] * anchors[:, 3] + box[2] * box[3] - inter)
 
 
 class AnchorTarget:

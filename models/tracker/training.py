@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from engine.anchors import decode_boxes, flatten_loc, foreground_scores
+from engine.anchors import box_iou_cxcywh, decode_boxes, flatten_loc, foreground_scores
 from models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
 from models.tracker.deblur_input import DeblurredInput
 from models.tracker.labels import AnchorTarget
@@ -74,8 +74,6 @@ def evaluate(net: SiamRPN, batches: list, anchors: np.ndarray) -> dict[str, floa
 
     Reports the share of positive pairs whose decoded centre is within 16 px (search-crop
     pixels), their mean IoU, and the mean max foreground score on negative pairs."""
-    from models.tracker.labels import box_iou_cxcywh
-
     net.eval()
     hits, ious, neg_scores, losses = [], [], [], []
     for z, x, lab, tgt, wgt, boxes in batches:
