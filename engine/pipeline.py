@@ -31,7 +31,7 @@ class Pipeline:
         self.networks = TrackerNetworks(
             manifest=manifest,
             template=self._load(manifest.template),
-            search=self._load(manifest.search),
+            search=self._load(manifest.search, weights_are_inputs=True),
             deblurrer=Deblurrer(deblur_session, manifest.deblur_image_input, manifest.deblur_output, manifest.deblur_policy),
         )
         log.info("pipeline ready: bundle %s on %s (%s, %d threads)", bundle.name, backend.name, backend.device, backend.threads)
@@ -45,15 +45,15 @@ class Pipeline:
             backend = "onnxruntime"
         return cls(loaded, get_backend(backend, threads=threads))
 
-    def _load(self, spec: NetworkSpec) -> ModelSession:
+    def _load(self, spec: NetworkSpec, *, weights_are_inputs: bool = False) -> ModelSession:
         if self.backend.model_format == "ms":
             if spec.ms is None or not self.bundle.path(spec.ms).is_file():
                 raise ModelNotFoundError(
                     f"bundle {self.bundle.name} has no MindSpore Lite file for {spec.onnx}: "
                     f"run `blurtrack models convert {self.bundle.root}`"
                 )
-            return self.backend.load(self.bundle.path(spec.ms), no_fusion=spec.convert_no_fusion)
-        return self.backend.load(self.bundle.path(spec.onnx))
+            return self.backend.load(self.bundle.path(spec.ms), weights_are_inputs=weights_are_inputs)
+        return self.backend.load(self.bundle.path(spec.onnx), weights_are_inputs=weights_are_inputs)
 
     @property
     def has_deblur(self) -> bool:
@@ -62,10 +62,10 @@ class Pipeline:
     def new_tracker(self, deblur: DeblurMode | None = None, keep_crops: bool = False) -> SiamRPNTracker:
         """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto)."""
         networks = self.networks
-        if not self.backend.weight_inputs_shareable and self.bundle.manifest.search.convert_no_fusion:
+        if not self.backend.weight_inputs_shareable:
             # Sessions interleave frames; a shared search network would be rebuilt at every switch
             # of template, so this tracker gets its own (a ~0.03 s build at init, a few MB).
-            networks = replace(networks, search=self._load(self.bundle.manifest.search))
+            networks = replace(networks, search=self._load(self.bundle.manifest.search, weights_are_inputs=True))
         return SiamRPNTracker(networks, deblur=deblur, keep_crops=keep_crops)
 
     def describe(self) -> dict[str, str]:

@@ -1,6 +1,10 @@
 """Median and p95 ms per call of the same networks on ONNX Runtime and MindSpore Lite (same threads).
 
     python scripts/bench_runtimes.py [--bundle DIR] [--onnx FILE ...] [--threads 2] [--runs 100] [--busy N]
+    python scripts/bench_runtimes.py --fusion-study [--bundle DIR] ...
+
+`--fusion-study` times each network on MindSpore Lite converted with the converter's fusion passes
+on and off (where fusion converts), calls interleaved so a slow phase of the host hits both.
 
 `--busy N` keeps N other processes spinning on the CPU while it measures, as on a robot whose CPU
 also runs other work: a runtime whose worker threads wait on each other suffers most there.
@@ -61,6 +65,57 @@ def time_ms(session, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> tu
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
+def compare_runtimes(models: list[Path], work: Path, ort: OnnxRuntimeBackend, ms: MindSporeLiteBackend,
+                     runs: int, warmup: int, rng) -> None:
+    print(f"{'network':<34} {'onnxruntime':>13} {'mslite':>13} {'ms/ort median':>13} {'max|diff|/max|ort|':>19}")
+    for index, onnx_path in enumerate(models):
+        ms_path = work / f"{index}-{onnx_path.stem}.ms"
+        try:
+            convert_model(onnx_path, ms_path, no_fusion=False)
+            fusion = ""
+        except BlurtrackError:  # the Siamese correlation crashes the fusion pass
+            convert_model(onnx_path, ms_path, no_fusion=True)
+            fusion = " (no fusion)"
+        feeds = random_feeds(onnx_path, rng)
+        ort_session, ms_session = ort.load(onnx_path), ms.load(ms_path)
+        want, got = ort_session.run(feeds), ms_session.run(feeds)
+        diff = max(float(np.abs(got[k] - want[k]).max() / max(np.abs(want[k]).max(), 1e-12)) for k in want)
+        ort_med, ort_p95 = time_ms(ort_session, feeds, runs, warmup)
+        ms_med, ms_p95 = time_ms(ms_session, feeds, runs, warmup)
+        name = f"{onnx_path.parent.name}/{onnx_path.name}{fusion}"
+        print(f"{name:<34} {ort_med:>6.2f} / {ort_p95:>4.0f} {ms_med:>6.2f} / {ms_p95:>4.0f} {ms_med / ort_med:>13.2f} {diff:>19.1e}")
+
+
+
+def fusion_study(models: list[Path], work: Path, ms: MindSporeLiteBackend, runs: int, warmup: int, rng) -> None:
+    print(f"{'network':<34} {'fusion on':>13} {'fusion off':>13} {'off/on median':>13} {'max|diff|/max|off|':>19}")
+    for index, onnx_path in enumerate(models):
+        name = f"{onnx_path.parent.name}/{onnx_path.name}"
+        off_path = convert_model(onnx_path, work / f"{index}-{onnx_path.stem}-off.ms", no_fusion=True)
+        try:
+            on_path = convert_model(onnx_path, work / f"{index}-{onnx_path.stem}-on.ms", no_fusion=False)
+        except BlurtrackError:
+            print(f"{name:<34} {'crashes':>13}")
+            continue
+        feeds = random_feeds(onnx_path, rng)
+        sessions = {"on": ms.load(on_path), "off": ms.load(off_path)}
+        outputs = {key: session.run(feeds) for key, session in sessions.items()}
+        diff = max(float(np.abs(outputs["on"][k] - outputs["off"][k]).max() / max(np.abs(outputs["off"][k]).max(), 1e-12))
+                   for k in outputs["off"])
+        for _ in range(warmup):
+            for session in sessions.values():
+                session.run(feeds)
+        times: dict[str, list[float]] = {key: [] for key in sessions}
+        for _ in range(runs):
+            for key, session in sessions.items():
+                start = time.perf_counter()
+                session.run(feeds)
+                times[key].append((time.perf_counter() - start) * 1000)
+        on_med, on_p95 = np.median(times["on"]), np.percentile(times["on"], 95)
+        off_med, off_p95 = np.median(times["off"]), np.percentile(times["off"], 95)
+        print(f"{name:<34} {on_med:>6.2f} / {on_p95:>4.0f} {off_med:>6.2f} / {off_p95:>4.0f} {off_med / on_med:>13.2f} {diff:>19.1e}")
+
+
 def spin(stop) -> None:
     while not stop.is_set():
         sum(range(100_000))
@@ -82,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--busy", type=int, default=0, help="other processes kept spinning on the CPU meanwhile")
+    parser.add_argument("--fusion-study", action="store_true", help="MindSpore Lite with converter fusion on against off")
     args = parser.parse_args(argv)
 
     ort, ms = OnnxRuntimeBackend(args.threads), MindSporeLiteBackend(args.threads)
@@ -97,24 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             models = default_models(work)
         models += args.onnx
         print(f"threads={args.threads} runs={args.runs} busy processes={args.busy} (ms per call, median / p95)")
-        print(f"{'network':<34} {'onnxruntime':>13} {'mslite':>13} {'ms/ort median':>13} {'max|diff|/max|ort|':>19}")
         stop, busy = start_busy(args.busy)
-        for index, onnx_path in enumerate(models):
-            ms_path = work / f"{index}-{onnx_path.stem}.ms"
-            try:
-                convert_model(onnx_path, ms_path, no_fusion=False)
-                fusion = ""
-            except BlurtrackError:  # the Siamese correlation crashes the fusion pass
-                convert_model(onnx_path, ms_path, no_fusion=True)
-                fusion = " (no fusion)"
-            feeds = random_feeds(onnx_path, rng)
-            ort_session, ms_session = ort.load(onnx_path), ms.load(ms_path)
-            want, got = ort_session.run(feeds), ms_session.run(feeds)
-            diff = max(float(np.abs(got[k] - want[k]).max() / max(np.abs(want[k]).max(), 1e-12)) for k in want)
-            ort_med, ort_p95 = time_ms(ort_session, feeds, args.runs, args.warmup)
-            ms_med, ms_p95 = time_ms(ms_session, feeds, args.runs, args.warmup)
-            name = f"{onnx_path.parent.name}/{onnx_path.name}{fusion}"
-            print(f"{name:<34} {ort_med:>6.2f} / {ort_p95:>4.0f} {ms_med:>6.2f} / {ms_p95:>4.0f} {ms_med / ort_med:>13.2f} {diff:>19.1e}")
+        if args.fusion_study:
+            fusion_study(models, work, ms, args.runs, args.warmup, rng)
+        else:
+            compare_runtimes(models, work, ort, ms, args.runs, args.warmup, rng)
         stop.set()
         for proc in busy:
             proc.join()

@@ -33,8 +33,11 @@ class Backend(ABC):
         self.threads = threads
 
     @abstractmethod
-    def load(self, model_file: Path, *, no_fusion: bool = False) -> ModelSession:
-        """Load one network file. Raises ModelNotFoundError if it is missing."""
+    def load(self, model_file: Path, *, weights_are_inputs: bool = False) -> ModelSession:
+        """Load one network file. Raises ModelNotFoundError if it is missing.
+
+        `weights_are_inputs`: every input after the first is a convolution weight (the search
+        network's template kernels), which a runtime may have to treat specially."""
 
     @property
     @abstractmethod

@@ -159,9 +159,14 @@ class _OfficialModel:
             raise BlurtrackError(f"MindSpore Lite could not load {model_file}: {exc}. {CONVERT_HINT}") from exc
         self._inputs = self._model.get_inputs()
         self.inputs = [(t.name, tuple(t.shape)) for t in self._inputs]
-        # This API has no get_outputs: one warm-up run tells the output names and shapes.
+        # This API has no get_outputs: one warm-up run tells the output names and shapes. That run
+        # would also pack zero template weights for good (see MindSporeLiteSession), so the
+        # model is built once more for real use.
         warm = self.predict([np.zeros(shape, np.float32) for _, shape in self.inputs], keep_tensors=True)
         self.outputs = [(t.name, tuple(t.shape)) for t in warm]
+        self._model = mslite.Model()
+        self._model.build_from_file(str(model_file), mslite.ModelType.MINDIR_LITE, context)
+        self._inputs = self._model.get_inputs()
 
     def predict(self, arrays: list[np.ndarray], keep_tensors: bool = False) -> list[Any]:
         for tensor, array in zip(self._inputs, arrays):
@@ -248,14 +253,14 @@ class MindSporeLiteBackend(Backend):
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "runtime": f"MindSpore Lite ({self.kind})"}
 
-    def load(self, model_file: Path, *, no_fusion: bool = False) -> ModelSession:
+    def load(self, model_file: Path, *, weights_are_inputs: bool = False) -> ModelSession:
         model_file = Path(model_file)
         if model_file.suffix != ".ms" or not model_file.is_file():
             raise ModelNotFoundError(f"MindSpore Lite model {model_file} not found: {CONVERT_HINT}")
         sidecar = names_file(model_file)
         renames = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         return MindSporeLiteSession(
-            functools.partial(_open_model, model_file, self.threads, self.home), renames, weights_are_inputs=no_fusion
+            functools.partial(_open_model, model_file, self.threads, self.home), renames, weights_are_inputs=weights_are_inputs
         )
 
 

@@ -174,7 +174,7 @@ def test_export_matches_torch_and_writes_a_loadable_bundle(tmp_path):
 
     Bundle(root=tmp_path, manifest=manifest).save()
     bundle = load_bundle(tmp_path)
-    assert bundle.manifest.search.convert_no_fusion
+    assert not bundle.manifest.search.convert_no_fusion  # converted with fusion (models/export.py)
     assert [t.shape for t in bundle.manifest.search.outputs] == [[1, 10, 25, 25], [1, 20, 25, 25]]
     assert bundle.manifest.preprocess.is_identity
 
