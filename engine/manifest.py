@@ -31,8 +31,9 @@ class NetworkSpec(BaseModel):
     ms: str | None = None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    # The converter's fusion pass crashes on convolutions whose weight is a graph input
-    # (the Siamese correlation), so such networks are converted with fusion off.
+    # The converter's ConvConvFusion pass crashes on a convolution whose weight is a graph input
+    # (the Siamese correlation) chained directly to another convolution; such a network is
+    # converted with fusion off. The trained bundles have reshapes around it and keep fusion.
     convert_no_fusion: bool = False
 
     def input(self, name: str) -> TensorSpec:

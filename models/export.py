@@ -4,8 +4,8 @@ Writes a tracker bundle: template.onnx + search.onnx (opset 17, fixed shapes), c
 against torch on random crops, and writes manifest.json through engine.manifest. The search net's
 correlation kernels are graph inputs (the template net's outputs). The MindSpore Lite converter
 keeps its fusion passes on for it: the reshapes around each correlation keep its ConvConvFusion
-(which crashes on a conv whose weight is an input) away, and fusion makes the search net about 15%
-faster (`scripts/bench_runtimes.py --fusion-study`).
+(which crashes on a conv whose weight is an input) away, and fusion makes the search net about 1.14x
+as fast (`scripts/bench_runtimes.py --fusion-study`).
 """
 
 from __future__ import annotations

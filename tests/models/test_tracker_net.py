@@ -149,7 +149,7 @@ def test_training_pairs_have_the_engine_geometry():
     assert np.isclose(kernel.sum(), 1.0) and kernel.shape[0] % 2 == 1
 
 
-def test_export_matches_torch_and_writes_a_loadable_bundle(tmp_path):
+def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     pytest.importorskip("onnxruntime")
     from models.export import build_manifest, export_onnx
 
@@ -187,6 +187,18 @@ def test_export_matches_torch_and_writes_a_loadable_bundle(tmp_path):
     tracker.init(frame, (100, 80, 60, 50))
     r = tracker.track(frame)
     assert len(r.box) == 4 and all(np.isfinite(r.box)) and 0.0 <= r.score <= 1.0
+
+    # MindSpore Lite converts the exported pair with fusion on and tracks as ONNX Runtime does
+    from engine.runtime.mslite import convert_bundle
+    from engine.runtime.mslite_setup import setup_runtime
+
+    setup_runtime()
+    convert_bundle(tmp_path)
+    ms_tracker = Pipeline.from_bundle(tmp_path, backend="mslite", threads=1).new_tracker(deblur="off")
+    ms_tracker.init(frame, (100, 80, 60, 50))
+    r_ms = ms_tracker.track(frame)
+    np.testing.assert_allclose(r_ms.box, r.box, atol=1e-2)
+    assert abs(r_ms.score - r.score) < 1e-3
 
 
 def test_correlation_peaks_at_the_anchor_cell_of_the_target():
