@@ -86,7 +86,6 @@ def compare_runtimes(models: list[Path], work: Path, ort: OnnxRuntimeBackend, ms
         print(f"{name:<34} {ort_med:>6.2f} / {ort_p95:>4.0f} {ms_med:>6.2f} / {ms_p95:>4.0f} {ms_med / ort_med:>13.2f} {diff:>19.1e}")
 
 
-
 def fusion_study(models: list[Path], work: Path, ms: MindSporeLiteBackend, runs: int, warmup: int, rng) -> None:
     print(f"{'network':<34} {'fusion on':>13} {'fusion off':>13} {'off/on median':>13} {'max|diff|/max|off|':>19}")
     for index, onnx_path in enumerate(models):
