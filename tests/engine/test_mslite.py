@@ -242,3 +242,50 @@ def test_setup_reports_missing_compiler(tmp_path, monkeypatch, mslite_runtime):
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     with pytest.raises(BackendUnavailableError, match="g\\+\\+ is not installed"):
         setup_runtime(home)
+
+
+class _StandInLite:
+    """The slice of the official `mindspore_lite` API that _OfficialModel uses (the package has no
+    build for this Python, so it cannot run here). Like Lite 2.0, a model keeps the weight input
+    of its first predict: output = image * that weight."""
+
+    class ModelType:
+        MINDIR_LITE = "mindir_lite"
+
+    class Context:
+        def __init__(self):
+            self.target = []
+            self.cpu = type("Cpu", (), {})()
+
+    class _Tensor:
+        def __init__(self, name, shape, data=None):
+            self.name, self.shape, self.data = name, shape, data
+
+        def set_data_from_numpy(self, array):
+            self.data = array.copy()
+
+        def get_data_to_numpy(self):
+            return self.data
+
+    class Model:
+        def build_from_file(self, path, model_type, context):
+            self._inputs = [_StandInLite._Tensor("image", [1, 4]), _StandInLite._Tensor("weight", [1, 4])]
+            self._packed = None
+
+        def get_inputs(self):
+            return self._inputs
+
+        def predict(self, inputs):
+            if self._packed is None:
+                self._packed = inputs[1].data.copy()
+            return [_StandInLite._Tensor("out", [1, 4], inputs[0].data * self._packed)]
+
+
+def test_official_package_model_is_not_left_with_its_warm_up_weights(tmp_path):
+    from engine.runtime.mslite import _OfficialModel
+
+    model = _OfficialModel(_StandInLite, tmp_path / "net.ms", threads=1)
+    assert model.inputs == [("image", (1, 4)), ("weight", (1, 4))] and model.outputs == [("out", (1, 4))]
+    image, weight = np.ones((1, 4), np.float32), np.full((1, 4), 3.0, np.float32)
+    # the first real predict must use its own weight, not the warm-up's zeros
+    np.testing.assert_array_equal(model.predict([image, weight])[0], weight)
