@@ -1,7 +1,10 @@
 """Train the deblurrer.
 
     python -m models.deblur.train --config models/configs/deblur.json --out /tmp/blurtrack-train/deblur [--resume]
-        [--budget-minutes 75] [--init previous.pt|deblur.onnx] [--threads 1] [--steps N]
+        [--budget-minutes 75] [--init previous.pt|deblur.onnx] [--threads 1] [--steps N] [--seed N]
+
+or, through the one training command, `python -m models.train --config models/configs/deblur.json
+--out DIR [--init ...] [--seed N] [--set optim.lr=0.0001]` (the config's "task" picks this trainer).
 
 Data: blur_pair crops (255 and 127) from the TRAIN split photos, generated on the fly;
 validation PSNR on fixed DEV pairs after each epoch. Losses: L1 + perceptual (frozen ImageNet
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-minutes", type=float, help="stop cleanly after this many minutes (overrides config)")
     ap.add_argument("--steps", type=int, help="total steps (overrides config)")
     ap.add_argument("--threads", type=int, help="torch threads (overrides config)")
+    ap.add_argument("--seed", type=int, help="overrides the config's seed (a new seed draws new pairs when fine-tuning)")
     ap.add_argument("--images-dir", help="photo folder (default: ../shared/data/images)")
     args = ap.parse_args(argv)
 
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     total_steps = int(args.steps or cfg["total_steps"])
     budget_s = 60.0 * float(args.budget_minutes if args.budget_minutes is not None else cfg.get("budget_minutes", 1e9))
     torch.set_num_threads(int(args.threads or cfg.get("threads", 1)))
-    seed = int(cfg.get("seed", 0))
+    seed = int(args.seed if args.seed is not None else cfg.get("seed", 0))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out = Path(args.out)
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     val_pairs = fixed_pairs("dev", int(val_cfg.get("pairs", 48)), int(val_cfg.get("seed", 1234)), int(val_cfg.get("size", 255)),
                             float(crops.get("max_smear", 48.0)), args.images_dir)
     print(f"train photos {len(train_images)}, dev pairs {len(val_pairs)}, steps {total_steps}, budget {budget_s / 60:.0f} min, "
-          f"threads {torch.get_num_threads()}", flush=True)
+          f"threads {torch.get_num_threads()}, seed {seed}", flush=True)
 
     stop = {"flag": False}
 

@@ -144,3 +144,25 @@ def test_init_from_exported_onnx_restores_the_function(tmp_path):
     x = torch.rand(1, 3, 127, 127) * 255
     with torch.no_grad():
         assert float((fresh.train()(x) - g(x)).abs().max()) < 0.05
+
+
+@needs_weights
+def test_the_one_training_command_fine_tunes_the_deblurrer_with_a_seed(tmp_path, capsys):
+    """`python -m models.train --config models/configs/deblur.json` reaches the deblur trainer
+    (the config's task), forwarding --init, --seed and --set: two steps from the shipped
+    deblurrer leave a resumable checkpoint and one validation record per epoch."""
+    from models.train import main
+
+    out = tmp_path / "deblur"
+    shipped = "models/weights/blurtrack-effnet-eca/deblur.onnx"
+    argv = ["--config", "models/configs/deblur.json", "--out", str(out), "--init", shipped, "--seed", "5",
+            "--set", "total_steps=2", "--set", "steps_per_epoch=1", "--set", "val.pairs=2", "--set", "crops.probs=[0, 1]"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "init:" in printed and "convolutions from ONNX" in printed
+    assert "seed 5" in printed
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2
+    assert state["config"]["crops"]["probs"] == [0, 1]
+    records = [line for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    assert len(records) == 2
