@@ -12,13 +12,15 @@
 #   scripts/finetune_round.sh export OUT
 #   scripts/finetune_round.sh tune   OUT
 #   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur-gate threshold of an ECA candidate -> OUT/gate-<name>.json
+#   scripts/finetune_round.sh select OUT               # the shipping rule applied: what to copy into models/weights
 #   scripts/finetune_round.sh vote   OUT CONFIG=BUNDLE...  # box-voting IoU, e.g. tracker=OUT/bundle-tracker
 #     (not part of the shipping rule: box voting was tried in round 4 and withdrawn, MODEL_CARD.md)
 set -euo pipefail
+{ # the whole script is one group, read before it runs: editing this file during a long stage is safe
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 BT=.venv/bin/blurtrack
-stage=${1:?stage: train, export, tune, gate or vote}
+stage=${1:?stage: train, export, tune, gate, select or vote}
 out=${2:?OUT folder, outside the repository}
 mkdir -p "$out"
 
@@ -86,6 +88,9 @@ gate)
   $BT tune --bundle "$bundle" --deblur bundle --threads 2 $(chosen_settings "$bundle") \
       --blur-threshold "$GATE" --out "$out/gate-$(basename "$bundle").json" --apply
   ;;
+select)
+  $PY scripts/select_round.py "$out"
+  ;;
 vote)
   # with the settings and gate chosen before, the box-voting IoU of each bundle (one thread each,
   # side by side); CONFIG=BUNDLE pairs, where CONFIG picks the deblur mode (DEBLUR above)
@@ -99,6 +104,7 @@ vote)
   wait
   ;;
 *)
-  echo "unknown stage $stage: use train, export, tune, gate or vote" >&2; exit 2
+  echo "unknown stage $stage: use train, export, tune, gate, select or vote" >&2; exit 2
   ;;
 esac
+}; exit
