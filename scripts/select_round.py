@@ -6,7 +6,7 @@ A candidate replaces its shipped bundle when its best DEV objective beats the sh
 (same split, grid and gate; MODEL_CARD.md). The shipped numbers are the rankings committed in
 benchmarks/tuning/; the ECA bundle's is its gate ranking, and each ECA candidate is judged by its
 own gate ranking (OUT/gate-bundle-<config>.json), the better of the two being the one compared.
-Prints one line per shipped bundle and the files to copy; changes nothing.
+Prints one line per shipped bundle with its verdict (SHIP or keep); copies nothing.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ RULES = {
 
 
 def best(path: Path) -> dict:
-    """The top entry of a `blurtrack tune` ranking (sorted best first)."""
+    """The entry with the best objective in a `blurtrack tune` ranking."""
     ranking = json.loads(path.read_text())["ranking"]
     return max(ranking, key=lambda r: r["objective"])
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: python scripts/select_round.py OUT (the round's folder, as given to finetune_round.sh)", file=sys.stderr)
         return 2
     out = Path(argv[0])
     for bundle, (shipped_file, candidate_files) in RULES.items():

@@ -45,8 +45,7 @@ def test_round_selection_ships_only_candidates_that_beat_the_committed_rankings(
     repo = Path(__file__).resolve().parents[2]
     tuning = repo / "benchmarks" / "tuning"
     shipped = {name: max(r["objective"] for r in json.loads((tuning / f).read_text())["ranking"])
-               for name, f in [("eca", "blurtrack-effnet-eca-gate.json"), ("noeca", "blurtrack-effnet-noeca.json"),
-                               ("alexnet", "blurtrack-alexnet.json")]}
+               for name, f in [("eca", "blurtrack-effnet-eca-gate.json"), ("noeca", "blurtrack-effnet-noeca.json")]}
     _ranking(tmp_path / "gate-bundle-tracker.json", shipped["eca"] - 0.01)
     _ranking(tmp_path / "gate-bundle-tracker_newdeblur.json", shipped["eca"] - 0.02, shipped["eca"] + 0.005)
     _ranking(tmp_path / "tune-tracker_noeca.json", shipped["noeca"])
