@@ -62,17 +62,18 @@ export)
   tj='{"window_influence": 0.02, "penalty_k": 0.15, "lr": 0.38}'  # a start; `tune` picks the final ones
   # the new deblurrer: ONNX + PSNR on held-out TEST crop pairs (reported, not used to choose)
   $PY -m models.deblur.export --checkpoint "$out/deblur/last.pt" --out "$out/deblur/export" --pairs 96
-  for c in "${!DEBLUR[@]}"; do
-    checkpoint=$out/$c/last.pt extra=()
-    if [ "$c" = tracker_newdeblur ]; then
-      checkpoint=$out/tracker/last.pt extra=(--deblur "$out/deblur/export/deblur.onnx")
-    elif [ "${DEBLUR[$c]}" = bundle ]; then
-      extra=(--deblur "$SHIPPED_DEBLUR")
-    fi
+  for c in "${!BUNDLE[@]}"; do
+    extra=()
+    if [ "${DEBLUR[$c]}" = bundle ]; then extra=(--deblur "$SHIPPED_DEBLUR"); fi
     rm -rf "$out/bundle-$c"
-    $PY -m models.export --checkpoint "$checkpoint" --out "$out/bundle-$c" --calibrate-scale --tracker-json "$tj" "${extra[@]}"
+    $PY -m models.export --checkpoint "$out/$c/last.pt" --out "$out/bundle-$c" --calibrate-scale --tracker-json "$tj" "${extra[@]}"
     $BT models convert "$out/bundle-$c"
   done
+  # the same ECA tracker with the new deblurrer: only the deblur files differ (same manifest)
+  rm -rf "$out/bundle-tracker_newdeblur"
+  cp -r "$out/bundle-tracker" "$out/bundle-tracker_newdeblur"
+  cp "$out/deblur/export/deblur.onnx" "$out/bundle-tracker_newdeblur/deblur.onnx"
+  $BT models convert "$out/bundle-tracker_newdeblur"
   ;;
 tune)
   # one thread each, all four side by side; rankings in OUT/tune-<config>.json
