@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # One fine-tuning round for all three trackers with the same extra budget, and for the deblurrer,
 # from the committed bundles: train (side by side, one thread each), export + convert, tune on the
-# synthetic DEV split. Nothing here touches models/weights: the candidates land in
-# OUT/bundle-<config>, and a candidate replaces its shipped bundle when its best DEV objective in
-# OUT/tune-<config>.json beats the shipped bundle's (benchmarks/tuning/<bundle>.json, same split
-# and grid; MODEL_CARD.md). The ECA tracker makes two candidates: bundle-tracker with the shipped
-# deblurrer and bundle-tracker_newdeblur with this round's; each gets its own gate, and the one
-# with the better gated DEV objective is the one compared with the shipped bundle.
+# synthetic DEV split, then score each candidate at its chosen settings on the CONFIRM set (more
+# DEV sequences that chose nothing). Nothing here touches models/weights: the candidates land in
+# OUT/bundle-<config>. `select` applies the shipping rule (scripts/select_round.py, MODEL_CARD.md):
+# a candidate replaces its shipped bundle when its CONFIRM objective beats the shipped bundle's
+# (benchmarks/tuning/confirm/<bundle>.json, from `confirm-shipped`). The ECA tracker makes two
+# candidates when the round trains a deblurrer: bundle-tracker with the shipped deblurrer and
+# bundle-tracker_newdeblur with this round's; each gets its own gate, and the one with the better
+# gated DEV objective is the one confirmed against the shipped bundle.
 #
-#   scripts/finetune_round.sh train  OUT SEED MINUTES   # e.g. /tmp/ft3 2 85 (round 3)
+#   scripts/finetune_round.sh train  OUT SEED MINUTES [trackers]  # e.g. /tmp/ft3 2 85 (round 3);
+#     `trackers`: leave the deblurrer out (its round-6 fine-tune gained nothing), so the three
+#     trackers share the cores three ways, not four
 #   scripts/finetune_round.sh export OUT
 #   scripts/finetune_round.sh tune   OUT
 #   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur-gate threshold of an ECA candidate -> OUT/gate-<name>.json
+#   scripts/finetune_round.sh confirm OUT              # each candidate at its chosen settings on the CONFIRM set
+#   scripts/finetune_round.sh confirm-shipped OUT      # the same for the shipped bundles -> benchmarks/tuning/confirm/
 #   scripts/finetune_round.sh select OUT               # the shipping rule applied: what to copy into models/weights
 #   scripts/finetune_round.sh vote   OUT CONFIG=BUNDLE...  # box-voting IoU, e.g. tracker=OUT/bundle-tracker
 #     (not part of the shipping rule: box voting was tried in round 4 and withdrawn, MODEL_CARD.md)
@@ -20,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 BT=.venv/bin/blurtrack
-stage=${1:?stage: train, export, tune, gate, select or vote}
+stage=${1:?stage: train, export, tune, gate, confirm, confirm-shipped, select or vote}
 out=${2:?OUT folder, outside the repository}
 mkdir -p "$out"
 
@@ -31,6 +37,20 @@ SHIPPED_DEBLUR=models/weights/blurtrack-effnet-eca/deblur.onnx
 GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
 GATE="0,75,150,300,600,1e9"  # 0 never deblurs, 1e9 always
 VOTE="0,0.35,0.5,0.65,0.8"  # box voting: 0 keeps the best anchor's box alone
+# CONFIRM set: DEV images, another seed, three times the tuning set's 20 sequences; it chooses no
+# setting, so its objective is an unbiased estimate where the grid's best is not
+CONFIRM_SEED=1 CONFIRM_SEQUENCES=60
+CONFIRM="--split dev --seed $CONFIRM_SEED --sequences $CONFIRM_SEQUENCES --frames 80"
+
+# render the CONFIRM set once, before the side-by-side runs that read it
+render_confirm() {
+  $PY -c "
+from engine.data.synth import shared_dir
+from engine.evaluation import peers
+from engine.evaluation.benchmark import DataSpec, prepare_data
+prepare_data(DataSpec(name='dev', kind='synthetic', split='dev', sequences=$CONFIRM_SEQUENCES, frames=80, seed=$CONFIRM_SEED),
+             peers.default_cache_dir(), shared_dir())"
+}
 
 # the bundle's tuned tracker settings as `blurtrack tune` flags, so a later stage keeps them fixed
 chosen_settings() {
@@ -42,7 +62,8 @@ print(f'--penalty-k {t.penalty_k} --window-influence {t.window_influence} --lr {
 
 case $stage in
 train)
-  seed=${3:?SEED}; minutes=${4:?MINUTES}
+  seed=${3:?SEED}; minutes=${4:?MINUTES}; only=${5:-all}
+  [ "$only" = all ] || [ "$only" = trackers ] || { echo "train: 5th argument: trackers, or nothing" >&2; exit 2; }
   # render the synthetic training and DEV-pair sequences once, not by three runs at the same time
   $PY -c "
 from engine.data.synth import make_split
@@ -54,14 +75,19 @@ make_split('dev', '/tmp/blurtrack-train/synth-dev-train', n_sequences=8, seed=0,
   done
   # the deblurrer from its shipped weights, at a third of its first run's learning rate; the
   # step count is out of reach so the wall-clock budget sets the schedule
-  $PY -m models.train --config models/configs/deblur.json --init "$SHIPPED_DEBLUR" --seed "$seed" \
-      --set optim.lr=0.0001 --set total_steps=1000000 --budget-minutes "$minutes" --out "$out/deblur" > "$out/deblur.log" 2>&1 &
+  if [ "$only" = all ]; then
+    $PY -m models.train --config models/configs/deblur.json --init "$SHIPPED_DEBLUR" --seed "$seed" \
+        --set optim.lr=0.0001 --set total_steps=1000000 --budget-minutes "$minutes" --out "$out/deblur" > "$out/deblur.log" 2>&1 &
+  fi
   wait
   ;;
 export)
   tj='{"window_influence": 0.02, "penalty_k": 0.15, "lr": 0.38}'  # a start; `tune` picks the final ones
-  # the new deblurrer: ONNX + PSNR on held-out TEST crop pairs (reported, not used to choose)
-  $PY -m models.deblur.export --checkpoint "$out/deblur/last.pt" --out "$out/deblur/export" --pairs 96
+  # the new deblurrer, where the round trained one: ONNX + PSNR on held-out TEST crop pairs
+  # (reported, not used to choose)
+  if [ -f "$out/deblur/last.pt" ]; then
+    $PY -m models.deblur.export --checkpoint "$out/deblur/last.pt" --out "$out/deblur/export" --pairs 96
+  fi
   for c in "${!BUNDLE[@]}"; do
     extra=()
     if [ "${DEBLUR[$c]}" = bundle ]; then extra=(--deblur "$SHIPPED_DEBLUR"); fi
@@ -71,13 +97,16 @@ export)
   done
   # the same ECA tracker with the new deblurrer: only the deblur files differ (same manifest)
   rm -rf "$out/bundle-tracker_newdeblur"
-  cp -r "$out/bundle-tracker" "$out/bundle-tracker_newdeblur"
-  cp "$out/deblur/export/deblur.onnx" "$out/bundle-tracker_newdeblur/deblur.onnx"
-  $BT models convert "$out/bundle-tracker_newdeblur"
+  if [ -f "$out/deblur/export/deblur.onnx" ]; then
+    cp -r "$out/bundle-tracker" "$out/bundle-tracker_newdeblur"
+    cp "$out/deblur/export/deblur.onnx" "$out/bundle-tracker_newdeblur/deblur.onnx"
+    $BT models convert "$out/bundle-tracker_newdeblur"
+  fi
   ;;
 tune)
-  # one thread each, all four side by side; rankings in OUT/tune-<config>.json
+  # one thread each, all side by side; rankings in OUT/tune-<config>.json
   for c in "${!DEBLUR[@]}"; do
+    [ -d "$out/bundle-$c" ] || continue  # no new deblurrer this round: no tracker_newdeblur
     $BT tune --bundle "$out/bundle-$c" --deblur "${DEBLUR[$c]}" --threads 1 $GRID --out "$out/tune-$c.json" --apply \
         > "$out/tune-$c.log" 2>&1 &
   done
@@ -88,6 +117,26 @@ gate)
   bundle=${3:?BUNDLE: an ECA candidate, e.g. OUT/bundle-tracker (a name or folder)}
   $BT tune --bundle "$bundle" --deblur bundle --threads 2 $(chosen_settings "$bundle") \
       --blur-threshold "$GATE" --out "$out/gate-$(basename "$bundle").json" --apply
+  ;;
+confirm)
+  # after tune and gate: each candidate with the settings and gate they wrote into its manifest
+  render_confirm
+  for c in "${!DEBLUR[@]}"; do
+    [ -d "$out/bundle-$c" ] || continue
+    $BT tune --bundle "$out/bundle-$c" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "$out/bundle-$c") $CONFIRM \
+        --out "$out/confirm-$c.json" > "$out/confirm-$c.log" 2>&1 &
+  done
+  wait
+  ;;
+confirm-shipped)
+  mkdir -p benchmarks/tuning/confirm
+  render_confirm
+  for c in "${!BUNDLE[@]}"; do
+    b=${BUNDLE[$c]}
+    $BT tune --bundle "$b" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "models/weights/$b") $CONFIRM \
+        --out "benchmarks/tuning/confirm/$b.json" > "$out/confirm-shipped-$b.log" 2>&1 &
+  done
+  wait
   ;;
 select)
   $PY scripts/select_round.py "$out"
@@ -105,7 +154,7 @@ vote)
   wait
   ;;
 *)
-  echo "unknown stage $stage: use train, export, tune, gate, select or vote" >&2; exit 2
+  echo "unknown stage $stage: use train, export, tune, gate, confirm, confirm-shipped, select or vote" >&2; exit 2
   ;;
 esac
 }; exit

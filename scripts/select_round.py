@@ -1,27 +1,32 @@
 """Apply the fine-tuning round's shipping rule to the rankings `finetune_round.sh` wrote.
 
-    python scripts/select_round.py OUT
+    python scripts/select_round.py OUT [--tuning DIR]
 
-A candidate replaces its shipped bundle when its best DEV objective beats the shipped bundle's
-(same split, grid and gate; MODEL_CARD.md). The shipped numbers are the rankings committed in
-benchmarks/tuning/; the ECA bundle's is its gate ranking, and each ECA candidate is judged by its
-own gate ranking (OUT/gate-bundle-<config>.json), the better of the two being the one compared.
+The rule (from round 7; MODEL_CARD.md): for each shipped bundle, the round's candidate is the one
+with the best DEV objective in its grid / gate ranking (OUT/tune-<config>.json, or for the ECA
+tracker OUT/gate-bundle-<config>.json, the better of its two candidates). It replaces the shipped
+bundle when its objective on the CONFIRM set (a second, larger DEV set that took no part in
+choosing settings: OUT/confirm-<config>.json) beats the shipped bundle's on the same set
+(DIR/confirm/<bundle>.json; DIR defaults to benchmarks/tuning). The grid's best is biased upward by
+the choice among 18 noisy settings; the confirm number is not.
 Prints one line per shipped bundle with its verdict (SHIP or keep); copies nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 TUNING = Path(__file__).resolve().parents[1] / "benchmarks" / "tuning"
-# shipped bundle -> (its committed ranking, the candidates' rankings in OUT)
+# shipped bundle -> {candidate config: its DEV ranking in OUT}
 RULES = {
-    "blurtrack-effnet-eca": ("blurtrack-effnet-eca-gate.json", ["gate-bundle-tracker.json", "gate-bundle-tracker_newdeblur.json"]),
-    "blurtrack-effnet-noeca": ("blurtrack-effnet-noeca.json", ["tune-tracker_noeca.json"]),
-    "blurtrack-alexnet": ("blurtrack-alexnet.json", ["tune-tracker_alexnet.json"]),
+    "blurtrack-effnet-eca": {"tracker": "gate-bundle-tracker.json", "tracker_newdeblur": "gate-bundle-tracker_newdeblur.json"},
+    "blurtrack-effnet-noeca": {"tracker_noeca": "tune-tracker_noeca.json"},
+    "blurtrack-alexnet": {"tracker_alexnet": "tune-tracker_alexnet.json"},
 }
+# what must match between two confirm rankings for their objectives to be comparable
+SPLIT_KEYS = ("split", "seed", "sequences", "frames")
 
 
 def best(path: Path) -> dict:
@@ -30,25 +35,40 @@ def best(path: Path) -> dict:
     return max(ranking, key=lambda r: r["objective"])
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python scripts/select_round.py OUT (the round's folder, as given to finetune_round.sh)", file=sys.stderr)
-        return 2
-    out = Path(argv[0])
-    for bundle, (shipped_file, candidate_files) in RULES.items():
-        shipped = best(TUNING / shipped_file)
-        found = [(best(out / f), f) for f in candidate_files if (out / f).is_file()]
-        if not found:
-            print(f"{bundle}: no candidate ranking in {out} ({', '.join(candidate_files)}); run the tune / gate stages")
-            continue
-        top, name = max(found, key=lambda item: item[0]["objective"])
-        others = ", ".join(f"{f} {r['objective']:.4f}" for r, f in found if f != name)
-        verdict = "SHIP" if top["objective"] > shipped["objective"] else "keep the shipped bundle"
-        print(f"{bundle}: shipped {shipped['objective']:.4f}, candidate {name} {top['objective']:.4f} "
-              f"(P@15 {top['precision@15']:.4f}, S@0.6 {top['success@0.6']:.4f}, {top['settings']})"
-              + (f"; also {others}" if others else "") + f" -> {verdict}")
+def split_of(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    return {k: data.get(k) for k in SPLIT_KEYS}
+
+
+def verdict(bundle: str, candidates: dict[str, str], out: Path, tuning: Path) -> str:
+    found = {c: best(out / f) for c, f in candidates.items() if (out / f).is_file()}
+    if not found:
+        return f"{bundle}: no candidate ranking in {out} ({', '.join(candidates.values())}); run the tune / gate stages"
+    config = max(found, key=lambda c: found[c]["objective"])
+    dev = found[config]
+    line = f"{bundle}: candidate {config} (DEV {dev['objective']:.4f}, {dev['settings']})"
+    shipped_file, candidate_file = tuning / "confirm" / f"{bundle}.json", out / f"confirm-{config}.json"
+    if not shipped_file.is_file():
+        return f"{line}; no {shipped_file}: run `scripts/finetune_round.sh confirm-shipped OUT`"
+    if not candidate_file.is_file():
+        return f"{line}; no {candidate_file}: run `scripts/finetune_round.sh confirm OUT`"
+    if split_of(shipped_file) != split_of(candidate_file):
+        return f"{line}; {shipped_file} and {candidate_file} are on different sets ({split_of(shipped_file)} vs {split_of(candidate_file)})"
+    shipped, candidate = best(shipped_file), best(candidate_file)
+    decision = "SHIP" if candidate["objective"] > shipped["objective"] else "keep the shipped bundle"
+    return (f"{line}; CONFIRM: shipped {shipped['objective']:.4f}, candidate {candidate['objective']:.4f} "
+            f"(P@15 {candidate['precision@15']:.4f}, S@0.6 {candidate['success@0.6']:.4f}) -> {decision}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the fine-tuning round's shipping rule; copies nothing")
+    parser.add_argument("out", type=Path, help="the round's folder, as given to finetune_round.sh")
+    parser.add_argument("--tuning", type=Path, default=TUNING, help="where the shipped bundles' rankings are (default: benchmarks/tuning)")
+    args = parser.parse_args(argv)
+    for bundle, candidates in RULES.items():
+        print(verdict(bundle, candidates, args.out, args.tuning))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -32,26 +32,49 @@ def test_the_command_reports_a_bad_override_and_exits_2(tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
-def _ranking(path, *objectives):
-    path.write_text(json.dumps({"ranking": [
+CONFIRM = {"split": "dev", "seed": 1, "sequences": 60, "frames": 80}
+
+
+def _ranking(path, *objectives, split=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**(split or {}), "ranking": [
         {"settings": {"lr": 0.1 * i}, "precision@15": o, "success@0.6": o, "objective": o} for i, o in enumerate(objectives)]}))
 
 
-def test_round_selection_ships_only_candidates_that_beat_the_committed_rankings(tmp_path):
-    """scripts/select_round.py: the better ECA candidate is the one compared; a tie keeps the bundle."""
+def _select(out, tuning):
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[2]
-    tuning = repo / "benchmarks" / "tuning"
-    shipped = {name: max(r["objective"] for r in json.loads((tuning / f).read_text())["ranking"])
-               for name, f in [("eca", "blurtrack-effnet-eca-gate.json"), ("noeca", "blurtrack-effnet-noeca.json")]}
-    _ranking(tmp_path / "gate-bundle-tracker.json", shipped["eca"] - 0.01)
-    _ranking(tmp_path / "gate-bundle-tracker_newdeblur.json", shipped["eca"] - 0.02, shipped["eca"] + 0.005)
-    _ranking(tmp_path / "tune-tracker_noeca.json", shipped["noeca"])
-    out = subprocess.run([sys.executable, str(repo / "scripts" / "select_round.py"), str(tmp_path)], capture_output=True, text=True, check=True).stdout
-    lines = {line.split(":")[0]: line for line in out.splitlines()}
-    assert "gate-bundle-tracker_newdeblur.json" in lines["blurtrack-effnet-eca"].split("candidate")[1].split("(")[0]
+    script = Path(__file__).resolve().parents[2] / "scripts" / "select_round.py"
+    result = subprocess.run([sys.executable, str(script), str(out), "--tuning", str(tuning)], capture_output=True, text=True, check=True)
+    return {line.split(":")[0]: line for line in result.stdout.splitlines()}
+
+
+def test_round_selection_chooses_on_dev_and_ships_on_the_confirm_set(tmp_path):
+    """scripts/select_round.py: the candidate is the better one on DEV, even where the other does
+    better on CONFIRM; it ships only when its CONFIRM objective beats the shipped one's (a tie keeps)."""
+    out, tuning = tmp_path / "round", tmp_path / "tuning"
+    _ranking(out / "gate-bundle-tracker.json", 0.80)
+    _ranking(out / "gate-bundle-tracker_newdeblur.json", 0.79, 0.82)
+    _ranking(out / "confirm-tracker.json", 0.90, split=CONFIRM)
+    _ranking(out / "confirm-tracker_newdeblur.json", 0.86, split=CONFIRM)
+    _ranking(tuning / "confirm" / "blurtrack-effnet-eca.json", 0.85, split=CONFIRM)
+    _ranking(out / "tune-tracker_noeca.json", 0.95)
+    _ranking(out / "confirm-tracker_noeca.json", 0.84, split=CONFIRM)
+    _ranking(tuning / "confirm" / "blurtrack-effnet-noeca.json", 0.84, split=CONFIRM)
+    lines = _select(out, tuning)
+    assert lines["blurtrack-effnet-eca"].split("(")[0].strip().endswith("tracker_newdeblur")
     assert lines["blurtrack-effnet-eca"].endswith("SHIP")
     assert lines["blurtrack-effnet-noeca"].endswith("keep the shipped bundle")
     assert "no candidate ranking" in lines["blurtrack-alexnet"]
+
+
+def test_round_selection_refuses_to_compare_confirm_rankings_on_different_sets(tmp_path):
+    out, tuning = tmp_path / "round", tmp_path / "tuning"
+    _ranking(out / "tune-tracker_alexnet.json", 0.6)
+    _ranking(out / "confirm-tracker_alexnet.json", 0.9, split={**CONFIRM, "seed": 0})
+    _ranking(tuning / "confirm" / "blurtrack-alexnet.json", 0.5, split=CONFIRM)
+    line = _select(out, tuning)["blurtrack-alexnet"]
+    assert "different sets" in line and "SHIP" not in line
+    (out / "confirm-tracker_alexnet.json").unlink()
+    assert "run `scripts/finetune_round.sh confirm OUT`" in _select(out, tuning)["blurtrack-alexnet"]
