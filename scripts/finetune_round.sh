@@ -136,6 +136,9 @@ confirm-shipped)
     $BT tune --bundle "$b" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "models/weights/$b") $CONFIRM \
         --out "benchmarks/tuning/confirm/$b.json" > "$out/confirm-shipped-$b.log" 2>&1 &
   done
+  # not for shipping: the ECA bundle with deblur off, the ladder's ECA step against no-ECA
+  $BT tune --bundle blurtrack-effnet-eca --deblur off --threads 1 $(chosen_settings models/weights/blurtrack-effnet-eca) $CONFIRM \
+      --out benchmarks/tuning/confirm/blurtrack-effnet-eca-no-deblur.json > "$out/confirm-shipped-eca-no-deblur.log" 2>&1 &
   wait
   ;;
 select)
