@@ -52,6 +52,11 @@ prepare_data(DataSpec(name='dev', kind='synthetic', split='dev', sequences=$CONF
              peers.default_cache_dir(), shared_dir())"
 }
 
+# one bundle at its chosen settings (and gate) on the CONFIRM set: confirm_one BUNDLE DEBLUR JSON LOG
+confirm_one() {
+  $BT tune --bundle "$1" --deblur "$2" --threads 1 $(chosen_settings "$1") $CONFIRM --out "$3" > "$4" 2>&1
+}
+
 # the bundle's tuned tracker settings as `blurtrack tune` flags, so a later stage keeps them fixed
 chosen_settings() {
   $PY -c "
@@ -123,8 +128,7 @@ confirm)
   render_confirm
   for c in "${!DEBLUR[@]}"; do
     [ -d "$out/bundle-$c" ] || continue
-    $BT tune --bundle "$out/bundle-$c" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "$out/bundle-$c") $CONFIRM \
-        --out "$out/confirm-$c.json" > "$out/confirm-$c.log" 2>&1 &
+    confirm_one "$out/bundle-$c" "${DEBLUR[$c]}" "$out/confirm-$c.json" "$out/confirm-$c.log" &
   done
   wait
   ;;
@@ -133,12 +137,11 @@ confirm-shipped)
   render_confirm
   for c in "${!BUNDLE[@]}"; do
     b=${BUNDLE[$c]}
-    $BT tune --bundle "$b" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "models/weights/$b") $CONFIRM \
-        --out "benchmarks/tuning/confirm/$b.json" > "$out/confirm-shipped-$b.log" 2>&1 &
+    confirm_one "models/weights/$b" "${DEBLUR[$c]}" "benchmarks/tuning/confirm/$b.json" "$out/confirm-shipped-$b.log" &
   done
   # not for shipping: the ECA bundle with deblur off, the ladder's ECA step against no-ECA
-  $BT tune --bundle blurtrack-effnet-eca --deblur off --threads 1 $(chosen_settings models/weights/blurtrack-effnet-eca) $CONFIRM \
-      --out benchmarks/tuning/confirm/blurtrack-effnet-eca-no-deblur.json > "$out/confirm-shipped-eca-no-deblur.log" 2>&1 &
+  confirm_one models/weights/blurtrack-effnet-eca off benchmarks/tuning/confirm/blurtrack-effnet-eca-no-deblur.json \
+      "$out/confirm-shipped-eca-no-deblur.log" &
   wait
   ;;
 select)
