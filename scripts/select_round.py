@@ -8,7 +8,10 @@ tracker OUT/gate-bundle-<config>.json, the better of its two candidates). It rep
 bundle when its objective on the CONFIRM set (a second, larger DEV set that took no part in
 choosing settings: OUT/confirm-<config>.json) beats the shipped bundle's on the same set
 (DIR/confirm/<bundle>.json; DIR defaults to benchmarks/tuning). The grid's best is biased upward by
-the choice among 18 noisy settings; the confirm number is not.
+the choice among 18 noisy settings; the confirm number is not. The two confirm rankings must be on
+the same set and from the same kind of host: the same bundle gives other boxes on a CPU with other
+SIMD kernels (engine/evaluation/host.py), so a ranking from another host is re-made with
+`finetune_round.sh confirm-shipped` first.
 Prints one line per shipped bundle with its verdict (SHIP or keep); copies nothing.
 """
 
@@ -35,9 +38,19 @@ def best(path: Path) -> dict:
     return max(ranking, key=lambda r: r["objective"])
 
 
+# ... and what must match between the hosts they were made on
+HOST_KEYS = ("cpu_model", "simd")
+
+
 def split_of(path: Path) -> dict:
     data = json.loads(path.read_text())
     return {k: data.get(k) for k in SPLIT_KEYS}
+
+
+def host_of(path: Path) -> dict | None:
+    """The ranking's host signature, None for a ranking written before tune recorded it."""
+    host = json.loads(path.read_text()).get("host")
+    return {k: host.get(k) for k in HOST_KEYS} if host else None
 
 
 def verdict(bundle: str, candidates: dict[str, str], out: Path, tuning: Path) -> str:
@@ -54,6 +67,9 @@ def verdict(bundle: str, candidates: dict[str, str], out: Path, tuning: Path) ->
         return f"{line}; no {candidate_file}: run `scripts/finetune_round.sh confirm OUT`"
     if split_of(shipped_file) != split_of(candidate_file):
         return f"{line}; {shipped_file} and {candidate_file} are on different sets ({split_of(shipped_file)} vs {split_of(candidate_file)})"
+    if host_of(shipped_file) is None or host_of(shipped_file) != host_of(candidate_file):
+        return (f"{line}; {shipped_file} and {candidate_file} come from different hosts ({host_of(shipped_file)} vs "
+                f"{host_of(candidate_file)}): run `scripts/finetune_round.sh confirm-shipped OUT` on this host")
     shipped, candidate = best(shipped_file), best(candidate_file)
     decision = "SHIP" if candidate["objective"] > shipped["objective"] else "keep the shipped bundle"
     return (f"{line}; CONFIRM: shipped {shipped['objective']:.4f}, candidate {candidate['objective']:.4f} "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import platform
 import shlex
 import sys
@@ -35,18 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peer-setup", action="store_true", help="do not create the peers venv on demand; its rows say how to")
 
 
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -66,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.errors import BlurtrackError
     from engine.evaluation import benchmark, peers
     from engine.evaluation.bench_report import accuracy_table, write_outputs
+    from engine.evaluation.host import host_signature
     from engine.settings import get_engine_settings
 
     cache_dir = args.cache_dir or peers.default_cache_dir()
@@ -107,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {
         "command": "blurtrack " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "blurtrack" else "blurtrack bench",
         "started": started_at,
-        "machine": _machine(),
+        **{k: v for k, v in host_signature().items() if k in ("machine", "simd")},
         "threads": threads,
         "backend": backend,
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.data.synth import shared_dir
     from engine.evaluation import peers
     from engine.evaluation.benchmark import DataSpec, prepare_data
+    from engine.evaluation.host import host_signature
     from engine.evaluation.otb import find_sequences
     from engine.evaluation.tuning import GATE_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
     from engine.pipeline import Pipeline
@@ -121,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"best: --tracker-json '{json.dumps(best_tracker)}'" + (f", deblur gate {best_gate}" if best_gate else ""))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        # the host too: boxes, hence objectives, differ between CPUs (engine/evaluation/host.py)
         report = {"bundle": pipeline.bundle.name, "bundle_dir": str(pipeline.bundle.root), "split": args.split,
-                  "sequences": len(sequences), "frames": args.frames, "seed": args.seed, "deblur": args.deblur, "ranking": rows}
+                  "sequences": len(sequences), "frames": args.frames, "seed": args.seed, "deblur": args.deblur,
+                  "host": host_signature(), "ranking": rows}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.apply:
         manifest_path = pipeline.bundle.root / "manifest.json"

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.evaluation.host import host_signature
 from engine.evaluation.otb import read_groundtruth
 from engine.render import render_moving_target
 
@@ -187,6 +188,7 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["split"] == "dev" and report["sequences"] == 2 and len(report["ranking"]) == 2
+    assert report["host"] == host_signature()  # rankings from other CPUs are not compared (scripts/select_round.py)
     best = report["ranking"][0]["settings"]
     assert f"best: --tracker-json '{json.dumps(best)}'" in result.stdout
     tracker = json.loads((bundle / "manifest.json").read_text())["tracker"]

@@ -35,9 +35,12 @@ def test_the_command_reports_a_bad_override_and_exits_2(tmp_path, capsys):
 CONFIRM = {"split": "dev", "seed": 1, "sequences": 60, "frames": 80}
 
 
-def _ranking(path, *objectives, split=None):
+HOST = {"machine": "Intel(R) Xeon(R) Processor, 2 cores, Linux", "cpu_model": "Intel(R) Xeon(R) Processor", "simd": "avx2 avx512f"}
+
+
+def _ranking(path, *objectives, split=None, host=HOST):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**(split or {}), "ranking": [
+    path.write_text(json.dumps({**(split or {}), **({"host": host} if host else {}), "ranking": [
         {"settings": {"lr": 0.1 * i}, "precision@15": o, "success@0.6": o, "objective": o} for i, o in enumerate(objectives)]}))
 
 
@@ -78,3 +81,17 @@ def test_round_selection_refuses_to_compare_confirm_rankings_on_different_sets(t
     assert "different sets" in line and "SHIP" not in line
     (out / "confirm-tracker_alexnet.json").unlink()
     assert "run `scripts/finetune_round.sh confirm OUT`" in _select(out, tuning)["blurtrack-alexnet"]
+
+
+def test_round_selection_refuses_to_compare_confirm_rankings_from_different_hosts(tmp_path):
+    """The same bundle tracks differently on a CPU with other SIMD kernels: such rankings must not decide."""
+    out, tuning = tmp_path / "round", tmp_path / "tuning"
+    _ranking(out / "tune-tracker_alexnet.json", 0.6)
+    _ranking(out / "confirm-tracker_alexnet.json", 0.9, split=CONFIRM)
+    _ranking(tuning / "confirm" / "blurtrack-alexnet.json", 0.5, split=CONFIRM, host={**HOST, "cpu_model": "AMD EPYC", "simd": "avx2"})
+    line = _select(out, tuning)["blurtrack-alexnet"]
+    assert "different hosts" in line and "confirm-shipped" in line and "SHIP" not in line
+    _ranking(tuning / "confirm" / "blurtrack-alexnet.json", 0.5, split=CONFIRM, host=None)  # written before hosts were recorded
+    assert "different hosts" in _select(out, tuning)["blurtrack-alexnet"]
+    _ranking(tuning / "confirm" / "blurtrack-alexnet.json", 0.5, split=CONFIRM, host={**HOST, "machine": "renamed"})
+    assert _select(out, tuning)["blurtrack-alexnet"].endswith("SHIP")
