@@ -18,6 +18,7 @@
 #   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur-gate threshold of an ECA candidate -> OUT/gate-<name>.json
 #   scripts/finetune_round.sh confirm OUT              # each candidate at its chosen settings on the CONFIRM set
 #   scripts/finetune_round.sh confirm-shipped OUT      # the same for the shipped bundles -> benchmarks/tuning/confirm/
+#     (again on each new kind of host: the same bundle tracks differently on other CPUs, engine/evaluation/host.py)
 #   scripts/finetune_round.sh select OUT               # the shipping rule applied: what to copy into models/weights
 #   scripts/finetune_round.sh vote   OUT CONFIG=BUNDLE...  # box-voting IoU, e.g. tracker=OUT/bundle-tracker
 #     (not part of the shipping rule: box voting was tried in round 4 and withdrawn, MODEL_CARD.md)
