@@ -27,6 +27,7 @@ from typing import Sequence as SequenceT
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from engine.errors import BlurtrackError, ModelNotFoundError
 
@@ -461,6 +462,16 @@ def make_split(
         "size": list(size),
         "images": [p.name for p in pool],
     }
+    # Runs side by side (finetune_round.sh) ask for the same split at once: one renders while the
+    # others wait, then find it complete. Without the lock a reader could catch the manifest being
+    # rewritten, take the split for stale and delete it under the others.
+    with FileLock(out / ".synth.lock"):
+        _render_missing(out, split, n_sequences, seed, n_frames, size, pool, params)
+    return out
+
+
+def _render_missing(out: Path, split: str, n_sequences: int, seed: int, n_frames: int, size: tuple[int, int],
+                    pool: list[Path], params: dict) -> None:
     manifest = out / "synth_manifest.json"
     names = [f"synth_{split}_{i:03d}" for i in range(n_sequences)]
     try:
@@ -478,8 +489,10 @@ def make_split(
             continue
         seq = render_sequence(pool, sequence_seed(seed, split, i), n_frames=n_frames, size=size)
         write_otb(seq, out, name)
-    manifest.write_text(json.dumps({"params": params, "n_sequences": n_sequences}, indent=1))
-    return out
+    # written whole then renamed, so a reader never sees half a manifest
+    partial = manifest.with_suffix(".json.partial")
+    partial.write_text(json.dumps({"params": params, "n_sequences": n_sequences}, indent=1))
+    partial.replace(manifest)
 
 
 # ---------------------------------------------------------------------------------------------

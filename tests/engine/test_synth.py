@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -174,6 +176,36 @@ def test_write_otb_round_trip(images, tmp_path):
     first = cv2.imread(str(files[0]))
     assert first.shape == seq.frames[0].shape
     assert np.abs(first.astype(np.int32) - seq.frames[0].astype(np.int32)).mean() < 4.0  # JPEG
+
+
+def _make_small_split(args):
+    """make_split, then what a tracking run does next: read every sequence (name, frames on disk)."""
+    out, photos, delay = args
+    time.sleep(delay)
+    synth.make_split("dev", out, n_sequences=3, seed=1, n_frames=6, size=(320, 240), images_dir=photos)
+    return [(g.parent.name, len(list((g.parent / "img").glob("*.jpg")))) for g in sorted(out.glob("*/groundtruth_rect.txt"))]
+
+
+def test_make_split_side_by_side_renders_once_for_all(tmp_path):
+    """finetune_round.sh starts several runs on one split at once: none may find it half-written,
+    take it for stale and delete it under the others (stop 15 lost a CONFIRM run that way)."""
+    import multiprocessing
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    i = 0
+    while len([p for p in photos.iterdir() if synth.split_of(p.name) == "dev"]) < 2:
+        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), textured_image(i, 240, 320))
+        i += 1
+    out = tmp_path / "dev"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        # staggered, so that later runs arrive while the first one is rendering
+        results = pool.map(_make_small_split, [(out, photos, 0.1 * k) for k in range(4)])
+    complete = [("synth_dev_000", 6), ("synth_dev_001", 6), ("synth_dev_002", 6)]
+    assert results == [complete] * 4
+    stamps = [g.stat().st_mtime_ns for g in sorted(out.glob("*/groundtruth_rect.txt"))]
+    assert _make_small_split((out, photos, 0)) == complete
+    assert [g.stat().st_mtime_ns for g in sorted(out.glob("*/groundtruth_rect.txt"))] == stamps  # reused, not re-rendered
 
 
 def test_make_split_renders_once_and_reuses(tmp_path):
