@@ -178,6 +178,17 @@ def test_write_otb_round_trip(images, tmp_path):
     assert np.abs(first.astype(np.int32) - seq.frames[0].astype(np.int32)).mean() < 4.0  # JPEG
 
 
+def _dev_photos(tmp_path):
+    """A photo folder with two DEV-split photos (the split follows the file name)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    i = 0
+    while len([p for p in photos.iterdir() if synth.split_of(p.name) == "dev"]) < 2:
+        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), textured_image(i, 240, 320))
+        i += 1
+    return photos
+
+
 def _make_small_split(args):
     """make_split, then what a tracking run does next: read every sequence (name, frames on disk)."""
     out, photos, delay = args
@@ -191,12 +202,7 @@ def test_make_split_side_by_side_renders_once_for_all(tmp_path):
     take it for stale and delete it under the others (stop 15 lost a CONFIRM run that way)."""
     import multiprocessing
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    i = 0
-    while len([p for p in photos.iterdir() if synth.split_of(p.name) == "dev"]) < 2:
-        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), textured_image(i, 240, 320))
-        i += 1
+    photos = _dev_photos(tmp_path)
     out = tmp_path / "dev"
     with multiprocessing.get_context("fork").Pool(4) as pool:
         # staggered, so that later runs arrive while the first one is rendering
@@ -209,12 +215,7 @@ def test_make_split_side_by_side_renders_once_for_all(tmp_path):
 
 
 def test_make_split_renders_once_and_reuses(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    i = 0
-    while len([p for p in photos.iterdir() if synth.split_of(p.name) == "dev"]) < 2:
-        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), textured_image(i, 240, 320))
-        i += 1
+    photos = _dev_photos(tmp_path)
     out = synth.make_split("dev", tmp_path / "dev", n_sequences=2, seed=1, n_frames=4, size=(320, 240), images_dir=photos)
     gts = sorted(out.glob("*/groundtruth_rect.txt"))
     assert [g.parent.name for g in gts] == ["synth_dev_000", "synth_dev_001"]
