@@ -1,4 +1,5 @@
-"""The deblur stage: a cheap blur score gates a deblur network that runs on the search crop."""
+"""The deblur stage: a cheap blur score, or an unsure tracker, gates a deblur network that runs on
+the search crop."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ class Deblurrer:
         if mode == "on":
             return True
         return blur_score(crop_bgr) < self.policy.blur_threshold
+
+    def should_rescue(self, best_score: float, mode: DeblurMode) -> bool:
+        """In `auto`, whether a frame the gate left as it came is worth a second look deblurred."""
+        return self.session is not None and mode == "auto" and best_score < self.policy.rescue_score
 
     def __call__(self, crop_nchw: np.ndarray) -> np.ndarray:
         assert self.session is not None

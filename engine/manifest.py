@@ -106,10 +106,14 @@ class TrackerConfig(BaseModel):
 
 class DeblurConfig(BaseModel):
     """When the deblur network runs: `on` every frame, `off` never, `auto` when the crop's blur
-    score (variance of the Laplacian of the grey crop; lower is blurrier) is below blur_threshold."""
+    score (variance of the Laplacian of the grey crop; lower is blurrier) is below blur_threshold,
+    and, in `auto`, also when the tracker is unsure: a frame whose best score on the crop as it
+    came is below rescue_score is tracked again on the deblurred crop, and the surer of the two
+    answers is kept (0 never rescues)."""
 
     mode: Literal["on", "off", "auto"] = "auto"
-    blur_threshold: float = 150.0
+    blur_threshold: float = Field(150.0, ge=0.0)
+    rescue_score: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class Manifest(BaseModel):

@@ -53,6 +53,19 @@ class TrackerNetworks:
         return self.manifest.preprocess.to_input(crop_bgr)
 
 
+@dataclass(frozen=True)
+class _Located:
+    """One search-network answer: decoded anchor boxes (crop pixels, relative to the crop centre),
+    their penalised scores, and the chosen anchor with its score, size penalty and pscore."""
+
+    boxes: np.ndarray
+    evidence: np.ndarray
+    best: int
+    score: float
+    penalty: float
+    pscore: float
+
+
 def _change(r: np.ndarray) -> np.ndarray:
     return np.maximum(r, 1.0 / r)
 
@@ -139,7 +152,7 @@ class SiamRPNTracker:
         start = time.perf_counter()
         frame = as_bgr(frame)
         self.frame_shape = frame.shape[:2]
-        cfg, manifest = self.cfg, self.nets.manifest
+        cfg = self.cfg
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
@@ -150,12 +163,41 @@ class SiamRPNTracker:
         timings["crop"] = (time.perf_counter() - t0) * 1e3
 
         tensor, deblurred = self._maybe_deblur(crop, timings)
+        found = self._locate(tensor, scale_x, timings)
+        if not deblurred and self.nets.deblurrer.should_rescue(found.score, self.deblur_mode):
+            # The tracker is unsure of a crop the blur gate passed: look again, deblurred, and
+            # keep whichever answer the tracker's own ranking (pscore) prefers.
+            t0 = time.perf_counter()
+            sharp = self.nets.deblurrer(tensor)
+            timings["deblur"] += (time.perf_counter() - t0) * 1e3
+            second = self._locate(sharp, scale_x, timings)
+            deblurred = True
+            if second.pscore > found.pscore:
+                found, tensor = second, sharp
         if self.keep_crops:
             self.last_crops = (crop, self.nets.manifest.preprocess.to_image(tensor))
 
         t0 = time.perf_counter()
+        self._update_state(found.score)
+        if self.state == "tracking":
+            box = vote_box(found.boxes, found.evidence, found.best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else found.boxes[found.best]
+            cx, cy, w, h = box / scale_x
+            lr = float(found.penalty * found.score * cfg.lr)
+            self.center = self.center + np.array([cx, cy])
+            self.size = self.size * (1.0 - lr) + np.array([w, h]) * lr
+            self._clamp_to_frame()
+        timings["post"] += (time.perf_counter() - t0) * 1e3
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
+        return TrackResult(tuple(float(v) for v in box), found.score, self.state, timings, deblurred)
+
+    def _locate(self, tensor: np.ndarray, scale_x: float, timings: dict[str, float]) -> "_Located":
+        """The search network on one crop, and its best anchor under the size penalty and, while
+        tracking, the motion prior; adds its time to timings' track (network) and post."""
+        cfg, manifest = self.cfg, self.nets.manifest
+        t0 = time.perf_counter()
         outputs = self.nets.search.run({manifest.search_image_input: tensor, **self.features})
-        timings["track"] = (time.perf_counter() - t0) * 1e3
+        timings["track"] = timings.get("track", 0.0) + (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
         score = foreground_scores(outputs[manifest.cls_output])
@@ -173,20 +215,8 @@ class SiamRPNTracker:
             # anywhere in the widened region, so the window is dropped while re-detecting.
             pscore = pscore * (1.0 - cfg.window_influence) + self.nets.window * cfg.window_influence
         best = int(np.argmax(pscore))
-        best_score = float(score[best])
-        self._update_state(best_score)
-
-        if self.state == "tracking":
-            box = vote_box(boxes, evidence, best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else boxes[best]
-            cx, cy, w, h = box / scale_x
-            lr = float(penalty[best] * best_score * cfg.lr)
-            self.center = self.center + np.array([cx, cy])
-            self.size = self.size * (1.0 - lr) + np.array([w, h]) * lr
-            self._clamp_to_frame()
-        timings["post"] = (time.perf_counter() - t0) * 1e3
-        timings["total"] = (time.perf_counter() - start) * 1e3
-        box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
-        return TrackResult(tuple(float(v) for v in box), best_score, self.state, timings, deblurred)
+        timings["post"] = timings.get("post", 0.0) + (time.perf_counter() - t0) * 1e3
+        return _Located(boxes, evidence, best, float(score[best]), float(penalty[best]), float(pscore[best]))
 
     # -- state -----------------------------------------------------------------------------
     def _update_state(self, best_score: float) -> None:

@@ -1,7 +1,7 @@
 """`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
-with --box-vote-iou also box voting) and, with --blur-threshold, its deblur gate by grid search on
-the synthetic DEV split; prints the ranking, writes it as JSON, and with --apply writes the best
-setting into the bundle's manifest.
+with --box-vote-iou also box voting) and, with --blur-threshold and --rescue-score, its deblur
+gate by grid search on the synthetic DEV split; prints the ranking, writes it as JSON, and with
+--apply writes the best setting into the bundle's manifest.
 
 The test split and the real clips are what results are reported on, so they are not offered here."""
 
@@ -62,6 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blur-threshold", type=_thresholds, default=None,
                         help="comma-separated deblur-gate thresholds to try: crops whose blur score (variance of the "
                              "Laplacian) is below it are deblurred (default: keep the bundle's)")
+    parser.add_argument("--rescue-score", type=_floats, default=None,
+                        help="comma-separated rescue scores to try: a frame the blur gate passed whose best tracker "
+                             "score is below it is tracked again on the deblurred crop, 0 never rescues "
+                             "(default: keep the bundle's)")
     parser.add_argument("--box-vote-iou", type=_floats, default=None,
                         help="comma-separated box-voting IoUs to try: the box is the score-weighted mean of the anchor "
                              "boxes overlapping the best one by at least this IoU, 0 keeps the best box alone "
@@ -83,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.pipeline import Pipeline
     from engine.settings import get_engine_settings
 
-    if args.blur_threshold is not None and args.deblur == "off":
-        print("blurtrack tune: --blur-threshold tunes the deblur gate, which --deblur off never opens; drop one of them",
-              file=sys.stderr)
+    gate_flags = [flag for flag, value in (("--blur-threshold", args.blur_threshold), ("--rescue-score", args.rescue_score))
+                  if value is not None]
+    if gate_flags and args.deblur == "off":
+        print(f"blurtrack tune: {' and '.join(gate_flags)} tune the deblur gate, which --deblur off never opens; "
+              "drop one of them", file=sys.stderr)
         return 2
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
@@ -95,11 +101,13 @@ def run(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
     if args.box_vote_iou is not None:
         values["box_vote_iou"] = args.box_vote_iou
+    if gate_flags and not pipeline.has_deblur:
+        print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no gate to tune", file=sys.stderr)
+        return 2
     if args.blur_threshold is not None:
-        if not pipeline.has_deblur:
-            print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no gate to tune", file=sys.stderr)
-            return 2
         values["blur_threshold"] = args.blur_threshold
+    if args.rescue_score is not None:
+        values["rescue_score"] = args.rescue_score
     grid = settings_grid(values)
     deblur = None if args.deblur == "bundle" else "off"
 
@@ -110,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = pipeline.bundle.manifest
     print(f"bundle {pipeline.bundle.name} on the synthetic {args.split} split ({len(sequences)} sequences), deblur {args.deblur}; "
           f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
-          + f", blur_threshold {manifest.deblur_policy.blur_threshold}")
+          + f", blur_threshold {manifest.deblur_policy.blur_threshold}, rescue_score {manifest.deblur_policy.rescue_score}")
     print("objective = (precision@15 + success@0.6) / 2")
     for row in rows:
         setting = ", ".join(f"{k} {v:g}" for k, v in row["settings"].items())

@@ -18,7 +18,9 @@ from engine.evaluation.otb import Sequence
 from engine.evaluation.runner import evaluate, run_dataset
 
 TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou")
-GATE_SETTINGS = ("blur_threshold",)  # the deblur policy's: crops scoring below it are deblurred
+# the deblur policy's: crops whose blur score is below blur_threshold are deblurred, and frames
+# whose best tracker score is below rescue_score are tracked again deblurred
+GATE_SETTINGS = ("blur_threshold", "rescue_score")
 TUNABLE = TRACKER_SETTINGS + GATE_SETTINGS
 
 

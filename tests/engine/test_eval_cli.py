@@ -203,6 +203,16 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     assert written["deblur_policy"]["blur_threshold"] == best_threshold
     assert "blur_threshold" not in written["tracker"]
 
+    rescue = tune_small("0.3", "--blur-threshold", "0", "--rescue-score", "0,1")
+    assert rescue.returncode == 0, rescue.stderr
+    ranking = json.loads(out.read_text())["ranking"]
+    assert sorted(r["settings"]["rescue_score"] for r in ranking) == [0.0, 1.0]
+    # a rescue score of 1 looks again at every frame the shut gate passed, 0 at none
+    by_rescue = {r["settings"]["rescue_score"]: r for r in ranking}
+    assert by_rescue[0.0]["deblurred_frames"] == 0 and by_rescue[1.0]["deblurred_frames"] > 0
+    written = json.loads((bundle / "manifest.json").read_text())
+    assert written["deblur_policy"]["rescue_score"] == ranking[0]["settings"]["rescue_score"]
+
     vote = tune_small("0.3", "--box-vote-iou", "0,0.6")
     assert vote.returncode == 0, vote.stderr
     ranking = json.loads(out.read_text())["ranking"]
@@ -211,6 +221,8 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     assert written["tracker"]["box_vote_iou"] == ranking[0]["settings"]["box_vote_iou"]
 
     refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--blur-threshold", "100")
+    assert refused.returncode == 2 and "--deblur off never opens" in refused.stderr
+    refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--rescue-score", "0.9")
     assert refused.returncode == 2 and "--deblur off never opens" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--blur-threshold", "-5")
     assert refused.returncode == 2 and "blur scores >= 0" in refused.stderr

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -124,6 +125,44 @@ def test_deblur_auto_runs_only_on_blurry_crops(pipeline):
     assert tracker.track(smeared).deblurred is True
 
 
+def with_gate(tracker, **policy):
+    """The tracker behind its own deblur gate (the pipeline's shared one is left as it is)."""
+    deblurrer = tracker.nets.deblurrer
+    tracker.nets = replace(tracker.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=policy)))
+    return tracker
+
+
+def test_rescue_looks_again_deblurred_and_keeps_the_surer_answer(pipeline):
+    seq = render_moving_target(30, step=(6.0, 3.0), seed=7)
+    plain = run_sequence(pipeline.new_tracker(deblur="off"), seq)
+    # the blur gate shut: with rescue off, auto is the same as off, box for box
+    shut = run_sequence(with_gate(pipeline.new_tracker(deblur="auto"), blur_threshold=0.0, rescue_score=0.0), seq)
+    assert [r.box for r in shut] == [r.box for r in plain] and not any(r.deblurred for r in shut)
+
+    # rescue above every score: each frame is also tracked deblurred, and the answer kept is the
+    # one the tracker ranks higher (pscore) of the two it saw
+    rescuing = with_gate(pipeline.new_tracker(deblur="auto"), blur_threshold=0.0, rescue_score=1.0)
+    looks = []
+    locate = rescuing._locate
+    rescuing._locate = lambda *args: looks.append(locate(*args)) or looks[-1]
+    rescuing.init(seq.frames[0], seq.boxes[0])
+    kept_second = 0
+    for frame in seq.frames[1:]:
+        looks.clear()
+        result = rescuing.track(frame)
+        assert len(looks) == 2 and result.deblurred and result.timings["deblur"] > 0
+        first, second = looks
+        surer = second if second.pscore > first.pscore else first
+        assert result.score == surer.score
+        kept_second += surer is second
+    assert 0 < kept_second  # the deblurred look won some frames, so rescue changes the track
+    assert rescuing.track(seq.frames[-1]).state == "tracking"
+
+    # `off` never deblurs, whatever the gate says
+    never = run_sequence(with_gate(pipeline.new_tracker(deblur="off"), rescue_score=1.0), seq)
+    assert not any(r.deblurred for r in never)
+
+
 def test_grey_and_bgra_frames_are_accepted(pipeline):
     seq = render_moving_target(4, seed=7)
     tracker = pipeline.new_tracker(deblur="off")
@@ -190,6 +229,14 @@ def test_manifest_wiring_is_validated(test_bundle, tmp_path):
     data["search"]["inputs"][1]["name"] = "not_a_template_output"
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelNotFoundError, match="not template outputs"):
+        load_bundle(tmp_path)
+
+
+def test_deblur_policy_out_of_range_is_rejected(test_bundle, tmp_path):
+    data = json.loads((test_bundle / "manifest.json").read_text())
+    data["deblur_policy"]["rescue_score"] = 1.5  # a tracker score is at most 1
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelNotFoundError, match="rescue_score"):
         load_bundle(tmp_path)
 
 
