@@ -50,4 +50,6 @@ class Deblurrer:
 
     def __call__(self, crop_nchw: np.ndarray) -> np.ndarray:
         assert self.session is not None
-        return self.session.run({self.input_name: crop_nchw})[self.output_name]
+        sharp = self.session.run({self.input_name: crop_nchw})[self.output_name]
+        strength = self.policy.strength
+        return sharp if strength == 1.0 else strength * sharp + (1.0 - strength) * crop_nchw

@@ -109,11 +109,14 @@ class DeblurConfig(BaseModel):
     score (variance of the Laplacian of the grey crop; lower is blurrier) is below blur_threshold,
     and, in `auto`, also when the tracker is unsure: a frame whose best score on the crop as it
     came is below rescue_score is tracked again on the deblurred crop, and the surer of the two
-    answers is kept (0 never rescues)."""
+    answers is kept (0 never rescues). Where it runs, the search network sees strength x the
+    deblurred crop + (1 - strength) x the crop as it came: below 1 the crop's own detail tempers
+    the network's artefacts."""
 
     mode: Literal["on", "off", "auto"] = "auto"
     blur_threshold: float = Field(150.0, ge=0.0)
     rescue_score: float = Field(0.0, ge=0.0, le=1.0)
+    strength: float = Field(1.0, gt=0.0, le=1.0)
 
 
 class Manifest(BaseModel):

@@ -1,7 +1,7 @@
 """`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
-with --box-vote-iou also box voting) and, with --blur-threshold and --rescue-score, its deblur
-gate by grid search on the synthetic DEV split; prints the ranking, writes it as JSON, and with
---apply writes the best setting into the bundle's manifest.
+with --box-vote-iou also box voting) and, with --blur-threshold, --rescue-score and
+--deblur-strength, its deblur policy by grid search on the synthetic DEV split; prints the
+ranking, writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
 
 The test split and the real clips are what results are reported on, so they are not offered here."""
 
@@ -46,6 +46,13 @@ def _thresholds(value: str) -> list[float]:
     return numbers
 
 
+def _strengths(value: str) -> list[float]:
+    numbers = _numbers(value, "0.5,1")
+    if any(not 0.0 < n <= 1.0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected numbers above 0 and at most 1, got {value!r}")
+    return numbers
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
@@ -66,6 +73,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated rescue scores to try: a frame the blur gate passed whose best tracker "
                              "score is below it is tracked again on the deblurred crop, 0 never rescues "
                              "(default: keep the bundle's)")
+    parser.add_argument("--deblur-strength", type=_strengths, default=None,
+                        help="comma-separated deblur strengths to try: where the deblurrer runs, the search network "
+                             "sees strength x its output + (1 - strength) x the crop, 1 the output alone "
+                             "(default: keep the bundle's)")
     parser.add_argument("--box-vote-iou", type=_floats, default=None,
                         help="comma-separated box-voting IoUs to try: the box is the score-weighted mean of the anchor "
                              "boxes overlapping the best one by at least this IoU, 0 keeps the best box alone "
@@ -83,14 +94,18 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluation.benchmark import DataSpec, prepare_data
     from engine.evaluation.host import host_signature
     from engine.evaluation.otb import find_sequences
-    from engine.evaluation.tuning import GATE_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
+    from engine.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
     from engine.pipeline import Pipeline
     from engine.settings import get_engine_settings
 
-    gate_flags = [flag for flag, value in (("--blur-threshold", args.blur_threshold), ("--rescue-score", args.rescue_score))
-                  if value is not None]
-    if gate_flags and args.deblur == "off":
-        print(f"blurtrack tune: {' and '.join(gate_flags)} tune the deblur gate, which --deblur off never opens; "
+    # the deblur-policy settings this run varies, and the flags that asked for them
+    deblur_options = {"--blur-threshold": ("blur_threshold", args.blur_threshold),
+                      "--rescue-score": ("rescue_score", args.rescue_score),
+                      "--deblur-strength": ("strength", args.deblur_strength)}
+    deblur_values = {key: v for key, v in deblur_options.values() if v is not None}
+    deblur_flags = [flag for flag, (_, v) in deblur_options.items() if v is not None]
+    if deblur_flags and args.deblur == "off":
+        print(f"blurtrack tune: {', '.join(deblur_flags)} tune the deblur policy, which --deblur off never uses; "
               "drop one of them", file=sys.stderr)
         return 2
     settings = get_engine_settings()
@@ -101,13 +116,10 @@ def run(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
     if args.box_vote_iou is not None:
         values["box_vote_iou"] = args.box_vote_iou
-    if gate_flags and not pipeline.has_deblur:
-        print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no gate to tune", file=sys.stderr)
+    if deblur_flags and not pipeline.has_deblur:
+        print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no deblur policy to tune", file=sys.stderr)
         return 2
-    if args.blur_threshold is not None:
-        values["blur_threshold"] = args.blur_threshold
-    if args.rescue_score is not None:
-        values["rescue_score"] = args.rescue_score
+    values.update(deblur_values)
     grid = settings_grid(values)
     deblur = None if args.deblur == "bundle" else "off"
 
@@ -118,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = pipeline.bundle.manifest
     print(f"bundle {pipeline.bundle.name} on the synthetic {args.split} split ({len(sequences)} sequences), deblur {args.deblur}; "
           f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
-          + f", blur_threshold {manifest.deblur_policy.blur_threshold}, rescue_score {manifest.deblur_policy.rescue_score}")
+          + "".join(f", {k} {getattr(manifest.deblur_policy, k)}" for k in DEBLUR_SETTINGS))
     print("objective = (precision@15 + success@0.6) / 2")
     for row in rows:
         setting = ", ".join(f"{k} {v:g}" for k, v in row["settings"].items())
@@ -126,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
               f"deblurred {row['deblurred_frames']}  {setting}")
     best = rows[0]["settings"]
     best_tracker = {k: v for k, v in best.items() if k in TRACKER_SETTINGS}
-    best_gate = {k: v for k, v in best.items() if k in GATE_SETTINGS}
-    print(f"best: --tracker-json '{json.dumps(best_tracker)}'" + (f", deblur gate {best_gate}" if best_gate else ""))
+    best_deblur = {k: v for k, v in best.items() if k in DEBLUR_SETTINGS}
+    print(f"best: --tracker-json '{json.dumps(best_tracker)}'" + (f", deblur policy {best_deblur}" if best_deblur else ""))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # the host too: boxes, hence objectives, differ between CPUs (engine/evaluation/host.py)
@@ -139,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
         manifest_path = pipeline.bundle.root / "manifest.json"
         written = json.loads(manifest_path.read_text())
         written["tracker"] = {**written.get("tracker", {}), **best_tracker}
-        if best_gate:
-            written["deblur_policy"] = {**written.get("deblur_policy", {}), **best_gate}
+        if best_deblur:
+            written["deblur_policy"] = {**written.get("deblur_policy", {}), **best_deblur}
         manifest_path.write_text(json.dumps(written, indent=2) + "\n")
         print(f"wrote {best} into {manifest_path}")
     return 0

@@ -2,7 +2,7 @@
 
 The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
 penalty, the cosine window's weight, the box-size learning rate and the box-voting IoU) and the
-deblur gate's blur threshold vary. Each setting runs the real pipeline over every sequence, and
+deblur policy's (blur threshold, rescue score, strength) vary. Each setting runs the real pipeline over every sequence, and
 the settings are ranked by the mean of precision@15 and success@0.6, the two numbers the product
 is judged on, then by AUC.
 """
@@ -18,10 +18,11 @@ from engine.evaluation.otb import Sequence
 from engine.evaluation.runner import evaluate, run_dataset
 
 TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou")
-# the deblur policy's: crops whose blur score is below blur_threshold are deblurred, and frames
-# whose best tracker score is below rescue_score are tracked again deblurred
-GATE_SETTINGS = ("blur_threshold", "rescue_score")
-TUNABLE = TRACKER_SETTINGS + GATE_SETTINGS
+# the deblur policy's (engine.manifest.DeblurConfig): crops whose blur score is below
+# blur_threshold are deblurred, frames whose best tracker score is below rescue_score are tracked
+# again deblurred, and strength blends the deblurred crop with the crop as it came
+DEBLUR_SETTINGS = ("blur_threshold", "rescue_score", "strength")
+TUNABLE = TRACKER_SETTINGS + DEBLUR_SETTINGS
 
 
 def settings_grid(values: dict[str, Iterable[float]]) -> list[dict[str, float]]:
@@ -41,15 +42,15 @@ def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, f
                       on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Pooled metrics of the pipeline's trackers with `settings` in place of the bundle's own."""
     tracker_update = {k: v for k, v in settings.items() if k in TRACKER_SETTINGS}
-    gate_update = {k: v for k, v in settings.items() if k in GATE_SETTINGS}
+    deblur_update = {k: v for k, v in settings.items() if k in DEBLUR_SETTINGS}
 
     def make_tracker():
         tracker = pipeline.new_tracker(deblur=deblur)
         tracker.cfg = tracker.cfg.model_copy(update=tracker_update)
-        if gate_update:
-            # this tracker's own gate: the pipeline's shared deblurrer keeps the bundle's policy
+        if deblur_update:
+            # this tracker's own deblur policy: the pipeline's shared deblurrer keeps the bundle's policy
             deblurrer = tracker.nets.deblurrer
-            tracker.nets = replace(tracker.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=gate_update)))
+            tracker.nets = replace(tracker.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=deblur_update)))
         return tracker
 
     pooled = evaluate(run_dataset(make_tracker, sequences, on_frame), sequences)["pooled"]

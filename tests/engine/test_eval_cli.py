@@ -213,6 +213,13 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     written = json.loads((bundle / "manifest.json").read_text())
     assert written["deblur_policy"]["rescue_score"] == ranking[0]["settings"]["rescue_score"]
 
+    strength = tune_small("0.3", "--blur-threshold", "1e9", "--deblur-strength", "0.5,1")
+    assert strength.returncode == 0, strength.stderr
+    ranking = json.loads(out.read_text())["ranking"]
+    assert sorted(r["settings"]["strength"] for r in ranking) == [0.5, 1.0]
+    written = json.loads((bundle / "manifest.json").read_text())
+    assert written["deblur_policy"]["strength"] == ranking[0]["settings"]["strength"]
+
     vote = tune_small("0.3", "--box-vote-iou", "0,0.6")
     assert vote.returncode == 0, vote.stderr
     ranking = json.loads(out.read_text())["ranking"]
@@ -221,11 +228,13 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     assert written["tracker"]["box_vote_iou"] == ranking[0]["settings"]["box_vote_iou"]
 
     refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--blur-threshold", "100")
-    assert refused.returncode == 2 and "--deblur off never opens" in refused.stderr
+    assert refused.returncode == 2 and "--deblur off never uses" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--rescue-score", "0.9")
-    assert refused.returncode == 2 and "--deblur off never opens" in refused.stderr
+    assert refused.returncode == 2 and "--deblur off never uses" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--blur-threshold", "-5")
     assert refused.returncode == 2 and "blur scores >= 0" in refused.stderr
+    refused = blurtrack("tune", "--bundle", bundle, "--deblur-strength", "0,1")
+    assert refused.returncode == 2 and "above 0 and at most 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--box-vote-iou", "1.5")
     assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--window-influence", "0.2,2")

@@ -232,12 +232,23 @@ def test_manifest_wiring_is_validated(test_bundle, tmp_path):
         load_bundle(tmp_path)
 
 
-def test_deblur_policy_out_of_range_is_rejected(test_bundle, tmp_path):
+@pytest.mark.parametrize("setting, value", [("rescue_score", 1.5), ("strength", 0.0), ("blur_threshold", -1.0)])
+def test_deblur_policy_out_of_range_is_rejected(test_bundle, tmp_path, setting, value):
     data = json.loads((test_bundle / "manifest.json").read_text())
-    data["deblur_policy"]["rescue_score"] = 1.5  # a tracker score is at most 1
+    data["deblur_policy"][setting] = value  # a score is at most 1, strength 0 would be `off`, blur scores are >= 0
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ModelNotFoundError, match="rescue_score"):
+    with pytest.raises(ModelNotFoundError, match=setting):
         load_bundle(tmp_path)
+
+
+def test_deblur_strength_blends_the_network_output_with_the_crop(pipeline):
+    crop = cv2.resize(render_moving_target(1, seed=8).frames[0], (255, 255))
+    tensor = pipeline.networks.to_input(crop)
+    deblurrer = pipeline.networks.deblurrer
+    full = deblurrer(tensor)
+    half = deblurrer.with_policy(deblurrer.policy.model_copy(update={"strength": 0.5}))(tensor)
+    assert np.abs(full - tensor).max() > 1.0  # the network changes the crop, so the blend is not trivial
+    np.testing.assert_allclose(half, 0.5 * full + 0.5 * tensor, rtol=1e-5, atol=1e-3)
 
 
 def test_unknown_backend_is_rejected():
