@@ -15,7 +15,7 @@
 #     trackers share the cores three ways, not four
 #   scripts/finetune_round.sh export OUT
 #   scripts/finetune_round.sh tune   OUT
-#   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur-gate threshold of an ECA candidate -> OUT/gate-<name>.json
+#   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur gate and strength of an ECA candidate -> OUT/gate-<name>.json
 #   scripts/finetune_round.sh confirm OUT              # each candidate at its chosen settings on the CONFIRM set
 #   scripts/finetune_round.sh confirm-shipped OUT      # the same for the shipped bundles -> benchmarks/tuning/confirm/
 #     (again on each new kind of host: the same bundle tracks differently on other CPUs, engine/evaluation/host.py)
@@ -36,7 +36,8 @@ declare -A BUNDLE=([tracker]=blurtrack-effnet-eca [tracker_noeca]=blurtrack-effn
 declare -A DEBLUR=([tracker]=bundle [tracker_noeca]=off [tracker_alexnet]=off [tracker_newdeblur]=bundle)
 SHIPPED_DEBLUR=models/weights/blurtrack-effnet-eca/deblur.onnx
 GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
-GATE="0,75,150,300,600,1e9"  # 0 never deblurs, 1e9 always
+GATE="0,75,150,300,1e9"  # 0 never deblurs, 1e9 always (600 dropped in round 9: no round chose it)
+STRENGTH="0.5,0.7,1"  # the deblurred crop's weight in what the search network sees (from round 9)
 VOTE="0,0.35,0.5,0.65,0.8"  # box voting: 0 keeps the best anchor's box alone
 # CONFIRM set: DEV images, another seed, three times the tuning set's 20 sequences; it chooses no
 # setting, so its objective is an unbiased estimate where the grid's best is not
@@ -120,9 +121,10 @@ tune)
   ;;
 gate)
   # with the tracker settings `tune` chose, the threshold below which a search crop is deblurred
+  # and how strongly
   bundle=${3:?BUNDLE: an ECA candidate, e.g. OUT/bundle-tracker (a name or folder)}
   $BT tune --bundle "$bundle" --deblur bundle --threads 2 $(chosen_settings "$bundle") \
-      --blur-threshold "$GATE" --out "$out/gate-$(basename "$bundle").json" --apply
+      --blur-threshold "$GATE" --deblur-strength "$STRENGTH" --out "$out/gate-$(basename "$bundle").json" --apply
   ;;
 confirm)
   # after tune and gate: each candidate with the settings and gate they wrote into its manifest
