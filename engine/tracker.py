@@ -7,7 +7,7 @@ calls are shared (`TrackerNetworks`), so one process can hold hundreds of tracke
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -92,6 +92,12 @@ class SiamRPNTracker:
         self.state: TrackState = "tracking"
         self.misses = 0
         self.search_growth = 1.0
+
+    def use_deblur_policy(self, **update) -> None:
+        """Give this tracker its own deblur policy, e.g. blur_threshold=0; the shared networks keep
+        the bundle's."""
+        deblurrer = self.nets.deblurrer
+        self.nets = replace(self.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=update)))
 
     # -- crops ---------------------------------------------------------------------------
     def _exemplar_side(self) -> float:
@@ -191,7 +197,7 @@ class SiamRPNTracker:
         box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
         return TrackResult(tuple(float(v) for v in box), found.score, self.state, timings, deblurred)
 
-    def _locate(self, tensor: np.ndarray, scale_x: float, timings: dict[str, float]) -> "_Located":
+    def _locate(self, tensor: np.ndarray, scale_x: float, timings: dict[str, float]) -> _Located:
         """The search network on one crop, and its best anchor under the size penalty and, while
         tracking, the motion prior; adds its time to timings' track (network) and post."""
         cfg, manifest = self.cfg, self.nets.manifest

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 from engine.evaluation.otb import Sequence
@@ -48,9 +47,7 @@ def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, f
         tracker = pipeline.new_tracker(deblur=deblur)
         tracker.cfg = tracker.cfg.model_copy(update=tracker_update)
         if deblur_update:
-            # this tracker's own deblur policy: the pipeline's shared deblurrer keeps the bundle's policy
-            deblurrer = tracker.nets.deblurrer
-            tracker.nets = replace(tracker.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=deblur_update)))
+            tracker.use_deblur_policy(**deblur_update)
         return tracker
 
     pooled = evaluate(run_dataset(make_tracker, sequences, on_frame), sequences)["pooled"]

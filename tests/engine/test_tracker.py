@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -126,9 +125,8 @@ def test_deblur_auto_runs_only_on_blurry_crops(pipeline):
 
 
 def with_gate(tracker, **policy):
-    """The tracker behind its own deblur gate (the pipeline's shared one is left as it is)."""
-    deblurrer = tracker.nets.deblurrer
-    tracker.nets = replace(tracker.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=policy)))
+    """The tracker behind its own deblur policy (the pipeline's shared one is left as it is)."""
+    tracker.use_deblur_policy(**policy)
     return tracker
 
 
