@@ -147,10 +147,10 @@ def test_init_from_exported_onnx_restores_the_function(tmp_path):
 
 
 @needs_weights
-def test_the_one_training_command_fine_tunes_the_deblurrer_with_a_seed(tmp_path, capsys):
+def test_the_one_training_command_fine_tunes_the_deblurrer_with_a_seed(shared, tmp_path, capsys):
     """`python -m models.train --config models/configs/deblur.json` reaches the deblur trainer
     (the config's task), forwarding --init, --seed and --set: two steps from the shipped
-    deblurrer leave a resumable checkpoint and one validation record per epoch."""
+    deblurrer leave a resumable checkpoint and one validation record per epoch (on ../shared photos)."""
     from models.train import main
 
     out = tmp_path / "deblur"
