@@ -102,3 +102,11 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = a.w * a.h + b.w * b.h - inter
     return inter / union if union > 0 else 0.0
+
+
+def damp_aspect_change(old_wh: np.ndarray, new_wh: np.ndarray, pace: float) -> np.ndarray:
+    """`new_wh`'s area with an aspect ratio (w / h) moved only `pace` of the way, in log, from
+    `old_wh`'s to `new_wh`'s: 1 gives `new_wh`, 0 keeps the old shape at the new area."""
+    log_aspect = (1.0 - pace) * np.log(old_wh[0] / old_wh[1]) + pace * np.log(new_wh[0] / new_wh[1])
+    side, stretch = np.sqrt(new_wh[0] * new_wh[1]), np.exp(0.5 * log_aspect)
+    return np.array([side * stretch, side / stretch])

@@ -16,7 +16,7 @@ from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generat
 from engine.deblur import DeblurMode, Deblurrer
 from engine.errors import NotInitializedError
 from engine.frames import as_bgr
-from engine.geometry import Box, context_size, crop_square, parse_box
+from engine.geometry import Box, context_size, crop_square, damp_aspect_change, parse_box
 from engine.manifest import Manifest
 from engine.runtime.base import ModelSession
 
@@ -190,7 +190,8 @@ class SiamRPNTracker:
             cx, cy, w, h = box / scale_x
             lr = float(found.penalty * found.score * cfg.lr)
             self.center = self.center + np.array([cx, cy])
-            self.size = self.size * (1.0 - lr) + np.array([w, h]) * lr
+            size = self.size * (1.0 - lr) + np.array([w, h]) * lr
+            self.size = size if cfg.aspect_lr >= 1.0 else damp_aspect_change(self.size, size, cfg.aspect_lr)
             self._clamp_to_frame()
         timings["post"] += (time.perf_counter() - t0) * 1e3
         timings["total"] = (time.perf_counter() - start) * 1e3

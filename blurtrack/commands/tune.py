@@ -1,5 +1,5 @@
 """`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
-with --box-vote-iou also box voting) and, with --blur-threshold, --rescue-score and
+with --box-vote-iou also box voting, with --aspect-lr the aspect ratio's pace) and, with --blur-threshold, --rescue-score and
 --deblur-strength, its deblur policy by grid search on the synthetic DEV split; prints the
 ranking, writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
 
@@ -81,6 +81,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated box-voting IoUs to try: the box is the score-weighted mean of the anchor "
                              "boxes overlapping the best one by at least this IoU, 0 keeps the best box alone "
                              "(default: keep the bundle's)")
+    parser.add_argument("--aspect-lr", type=_floats, default=None,
+                        help="comma-separated aspect-ratio learning rates to try: the box's w / h follows the chosen "
+                             "box at this times the size's pace, 1 as w and h, 0 keeps the first box's "
+                             "(default: keep the bundle's)")
     parser.add_argument("--cache-dir", type=Path, help="where the synthetic split is cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
     parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
     parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
@@ -114,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
     sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
-    if args.box_vote_iou is not None:
-        values["box_vote_iou"] = args.box_vote_iou
+    for name in ("box_vote_iou", "aspect_lr"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     if deblur_flags and not pipeline.has_deblur:
         print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no deblur policy to tune", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Choose a bundle's tracker hyper-parameters by grid search on held-out synthetic sequences.
 
 The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
-penalty, the cosine window's weight, the box-size learning rate and the box-voting IoU) and the
-deblur policy's (blur threshold, rescue score, strength) vary. Each setting runs the real
+penalty, the cosine window's weight, the box-size learning rate, the box-voting IoU and the aspect
+ratio's learning rate) and the deblur policy's (blur threshold, rescue score, strength) vary. Each setting runs the real
 pipeline over every sequence, and the settings are ranked by the mean of precision@15 and
 success@0.6, the two numbers the product is judged on, then by AUC.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from engine.evaluation.otb import Sequence
 from engine.evaluation.runner import evaluate, run_dataset
 
-TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou")
+TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou", "aspect_lr")
 # the deblur policy's (engine.manifest.DeblurConfig): crops whose blur score is below
 # blur_threshold are deblurred, frames whose best tracker score is below rescue_score are tracked
 # again deblurred, and strength blends the deblurred crop with the crop as it came

@@ -227,6 +227,13 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     written = json.loads((bundle / "manifest.json").read_text())
     assert written["tracker"]["box_vote_iou"] == ranking[0]["settings"]["box_vote_iou"]
 
+    aspect = tune_small("0.3", "--aspect-lr", "0,1")
+    assert aspect.returncode == 0, aspect.stderr
+    ranking = json.loads(out.read_text())["ranking"]
+    assert sorted(r["settings"]["aspect_lr"] for r in ranking) == [0.0, 1.0]
+    written = json.loads((bundle / "manifest.json").read_text())
+    assert written["tracker"]["aspect_lr"] == ranking[0]["settings"]["aspect_lr"]
+
     refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--blur-threshold", "100")
     assert refused.returncode == 2 and "--deblur off never uses" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--rescue-score", "0.9")
@@ -236,6 +243,8 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     refused = blurtrack("tune", "--bundle", bundle, "--deblur-strength", "0,1")
     assert refused.returncode == 2 and "above 0 and at most 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--box-vote-iou", "1.5")
+    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
+    refused = blurtrack("tune", "--bundle", bundle, "--aspect-lr", "-0.5")
     assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
     refused = blurtrack("tune", "--bundle", bundle, "--window-influence", "0.2,2")
     assert refused.returncode == 2 and "between 0 and 1" in refused.stderr

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InvalidBoxError
-from engine.geometry import Box, context_size, crop_square, crop_to_frame, iou, parse_box
+from engine.geometry import Box, context_size, crop_square, crop_to_frame, damp_aspect_change, iou, parse_box
 
 
 def test_context_size_hand_computed():
@@ -108,3 +108,22 @@ def test_preprocess_to_image_inverts_to_input(pixels, color, mean, std):
     tensor = pre.to_input(crop)
     assert tensor.shape == (1, 3, 4, 5) and tensor.dtype == np.float32
     assert np.array_equal(pre.to_image(tensor), crop)
+
+
+sides = st.floats(1.0, 1000.0)
+
+
+@given(sides, sides, sides, sides, st.floats(0.0, 1.0))
+@settings(max_examples=200, deadline=None)
+def test_damp_aspect_change_keeps_the_new_area_and_moves_the_shape_part_way(w0, h0, w1, h1, pace):
+    old, new = np.array([w0, h0]), np.array([w1, h1])
+    damped = damp_aspect_change(old, new, pace)
+    assert damped[0] * damped[1] == pytest.approx(w1 * h1, rel=1e-9)
+    log_old, log_new, log_damped = math.log(w0 / h0), math.log(w1 / h1), math.log(damped[0] / damped[1])
+    assert log_damped == pytest.approx(log_old + pace * (log_new - log_old), abs=1e-9)
+
+
+def test_damp_aspect_change_ends():
+    old, new = np.array([30.0, 60.0]), np.array([50.0, 40.0])
+    np.testing.assert_allclose(damp_aspect_change(old, new, 1.0), new)
+    np.testing.assert_allclose(damp_aspect_change(old, new, 0.0), [np.sqrt(1000.0), np.sqrt(4000.0)])  # 2000 px, w / h 1 / 2

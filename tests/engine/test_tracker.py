@@ -69,6 +69,30 @@ def test_box_voting_changes_the_box_and_still_follows(pipeline):
     assert np.mean(ious) > 0.7 and all(r.state == "tracking" for r in voted)
 
 
+def test_aspect_lr_zero_keeps_the_first_boxs_aspect_ratio(pipeline):
+    # The hand-made bundle regresses no offsets: its box is the winning anchor's, whose shape is
+    # not the tall target's, so a tracker that follows w and h alike (at the lr set here; the
+    # bundle's own is 0) changes the box's shape.
+    seq = render_moving_target(30, step=(4.0, 2.0), seed=7, target=(30, 50))
+    first_aspect, first_area = 30 / 50, 30 * 50
+
+    def aspects_and_areas(aspect_lr):
+        tracker = pipeline.new_tracker(deblur="off")
+        tracker.cfg = tracker.cfg.model_copy(update={"aspect_lr": aspect_lr, "lr": 0.5})
+        results = run_sequence(tracker, seq)
+        assert all(r.state == "tracking" for r in results)
+        return np.array([r.box[2] / r.box[3] for r in results]), np.array([r.box[2] * r.box[3] for r in results])
+
+    free_aspects, _ = aspects_and_areas(1.0)
+    held_aspects, held_areas = aspects_and_areas(0.0)
+    half_aspects, _ = aspects_and_areas(0.5)
+    assert np.abs(free_aspects - first_aspect).max() > 0.05
+    np.testing.assert_allclose(held_aspects, first_aspect, rtol=1e-6)
+    # the size itself still follows the chosen boxes, and a middle pace lands in between
+    assert np.abs(held_areas / first_area - 1).max() > 0.05
+    assert np.abs(np.log(half_aspects / first_aspect)).max() < np.abs(np.log(free_aspects / first_aspect)).max()
+
+
 def test_mslite_and_onnxruntime_track_alike(pipeline, mslite_pipeline):
     # Two different targets one after the other: the second template must replace the first
     # (Lite keeps a convolution weight fed as an input unless the model is rebuilt).
