@@ -15,6 +15,7 @@
 #     trackers share the cores three ways, not four
 #   scripts/finetune_round.sh export OUT
 #   scripts/finetune_round.sh tune   OUT
+#   scripts/finetune_round.sh aspect OUT               # each candidate's aspect-ratio pace (aspect_lr), after tune
 #   scripts/finetune_round.sh gate   OUT BUNDLE        # deblur gate and strength of an ECA candidate -> OUT/gate-<name>.json
 #   scripts/finetune_round.sh confirm OUT              # each candidate at its chosen settings on the CONFIRM set
 #   scripts/finetune_round.sh confirm-shipped OUT      # the same for the shipped bundles -> benchmarks/tuning/confirm/
@@ -27,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 BT=.venv/bin/blurtrack
-stage=${1:?stage: train, export, tune, gate, confirm, confirm-shipped, select or vote}
+stage=${1:?stage: train, export, tune, aspect, gate, confirm, confirm-shipped, select or vote}
 out=${2:?OUT folder, outside the repository}
 mkdir -p "$out"
 
@@ -38,6 +39,7 @@ SHIPPED_DEBLUR=models/weights/blurtrack-effnet-eca/deblur.onnx
 GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
 GATE="0,75,150,300,1e9"  # 0 never deblurs, 1e9 always (600 dropped in round 9: no round chose it)
 STRENGTH="0.5,0.7,1"  # the deblurred crop's weight in what the search network sees (from round 9)
+ASPECT="0,0.25,0.5,1"  # the box's aspect-ratio pace, relative to its size's (from round 10)
 VOTE="0,0.35,0.5,0.65,0.8"  # box voting: 0 keeps the best anchor's box alone
 # CONFIRM set: DEV images, another seed, three times the tuning set's 20 sequences; it chooses no
 # setting, so its objective is an unbiased estimate where the grid's best is not
@@ -119,6 +121,16 @@ tune)
   done
   wait
   ;;
+aspect)
+  # with the tracker settings `tune` chose, how fast the box's aspect ratio follows (one thread
+  # each, side by side); before `gate`, which keeps it
+  for c in "${!DEBLUR[@]}"; do
+    [ -d "$out/bundle-$c" ] || continue
+    $BT tune --bundle "$out/bundle-$c" --deblur "${DEBLUR[$c]}" --threads 1 $(chosen_settings "$out/bundle-$c") \
+        --aspect-lr "$ASPECT" --out "$out/aspect-$c.json" --apply > "$out/aspect-$c.log" 2>&1 &
+  done
+  wait
+  ;;
 gate)
   # with the tracker settings `tune` chose, the threshold below which a search crop is deblurred
   # and how strongly
@@ -163,7 +175,7 @@ vote)
   wait
   ;;
 *)
-  echo "unknown stage $stage: use train, export, tune, gate, confirm, confirm-shipped, select or vote" >&2; exit 2
+  echo "unknown stage $stage: use train, export, tune, aspect, gate, confirm, confirm-shipped, select or vote" >&2; exit 2
   ;;
 esac
 }; exit
