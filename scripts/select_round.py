@@ -22,11 +22,13 @@ import json
 from pathlib import Path
 
 TUNING = Path(__file__).resolve().parents[1] / "benchmarks" / "tuning"
-# shipped bundle -> {candidate config: its DEV ranking in OUT}
+# shipped bundle -> {candidate config: its DEV rankings in OUT, the last stage's first (the aspect
+# stage comes after tune and, for the ECA tracker, the gate after both)}
 RULES = {
-    "blurtrack-effnet-eca": {"tracker": "gate-bundle-tracker.json", "tracker_newdeblur": "gate-bundle-tracker_newdeblur.json"},
-    "blurtrack-effnet-noeca": {"tracker_noeca": "tune-tracker_noeca.json"},
-    "blurtrack-alexnet": {"tracker_alexnet": "tune-tracker_alexnet.json"},
+    "blurtrack-effnet-eca": {"tracker": ("gate-bundle-tracker.json",),
+                             "tracker_newdeblur": ("gate-bundle-tracker_newdeblur.json",)},
+    "blurtrack-effnet-noeca": {"tracker_noeca": ("aspect-tracker_noeca.json", "tune-tracker_noeca.json")},
+    "blurtrack-alexnet": {"tracker_alexnet": ("aspect-tracker_alexnet.json", "tune-tracker_alexnet.json")},
 }
 # what must match between two confirm rankings for their objectives to be comparable
 SPLIT_KEYS = ("split", "seed", "sequences", "frames")
@@ -53,10 +55,16 @@ def host_of(path: Path) -> dict | None:
     return {k: host.get(k) for k in HOST_KEYS} if host else None
 
 
-def verdict(bundle: str, candidates: dict[str, str], out: Path, tuning: Path) -> str:
-    found = {c: best(out / f) for c, f in candidates.items() if (out / f).is_file()}
+def latest(out: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of the candidate's DEV rankings that exists in OUT."""
+    return next((out / n for n in names if (out / n).is_file()), None)
+
+
+def verdict(bundle: str, candidates: dict[str, tuple[str, ...]], out: Path, tuning: Path) -> str:
+    found = {c: best(path) for c, names in candidates.items() if (path := latest(out, names))}
     if not found:
-        return f"{bundle}: no candidate ranking in {out} ({', '.join(candidates.values())}); run the tune / gate stages"
+        wanted = ", ".join(n for names in candidates.values() for n in names)
+        return f"{bundle}: no candidate ranking in {out} ({wanted}); run the tune / aspect / gate stages"
     config = max(found, key=lambda c: found[c]["objective"])
     dev = found[config]
     line = f"{bundle}: candidate {config} (DEV {dev['objective']:.4f}, {dev['settings']})"

@@ -63,12 +63,14 @@ def test_round_selection_chooses_on_dev_and_ships_on_the_confirm_set(tmp_path):
     _ranking(out / "confirm-tracker_newdeblur.json", 0.86, split=CONFIRM)
     _ranking(tuning / "confirm" / "blurtrack-effnet-eca.json", 0.85, split=CONFIRM)
     _ranking(out / "tune-tracker_noeca.json", 0.95)
+    _ranking(out / "aspect-tracker_noeca.json", 0.93, 0.96)  # the aspect stage's ranking, when there, is the last DEV word
     _ranking(out / "confirm-tracker_noeca.json", 0.84, split=CONFIRM)
     _ranking(tuning / "confirm" / "blurtrack-effnet-noeca.json", 0.84, split=CONFIRM)
     lines = _select(out, tuning)
     assert lines["blurtrack-effnet-eca"].split("(")[0].strip().endswith("tracker_newdeblur")
     assert lines["blurtrack-effnet-eca"].endswith("SHIP")
     assert lines["blurtrack-effnet-noeca"].endswith("keep the shipped bundle")
+    assert "DEV 0.9600" in lines["blurtrack-effnet-noeca"]
     assert "no candidate ranking" in lines["blurtrack-alexnet"]
 
 
