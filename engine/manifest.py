@@ -94,8 +94,9 @@ class TrackerConfig(BaseModel):
     # least this IoU (box voting); 0 keeps the best anchor's box alone.
     box_vote_iou: float = 0.0
     # The box's aspect ratio (w / h) moves towards the chosen box's at aspect_lr times the pace of
-    # its size: below 1 a box that motion smear stretches along the blur stretches the tracked
-    # target less (its area still follows at lr); 1 updates w and h alike, 0 keeps the first box's.
+    # its size (its area still follows at lr): below 1 a network that keeps choosing taller or
+    # wider boxes than the target reshapes the box more slowly; 1 updates w and h alike, 0 keeps
+    # the first box's shape.
     aspect_lr: float = Field(1.0, ge=0.0, le=1.0)
     # A frame whose best score is below lost_threshold counts as a miss; after lost_patience
     # misses in a row the state becomes `lost` and the search region grows by lost_search_growth

@@ -39,7 +39,7 @@ SHIPPED_DEBLUR=models/weights/blurtrack-effnet-eca/deblur.onnx
 GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
 GATE="0,75,150,300,1e9"  # 0 never deblurs, 1e9 always (600 dropped in round 9: no round chose it)
 STRENGTH="0.5,0.7,1"  # the deblurred crop's weight in what the search network sees (from round 9)
-ASPECT="0,0.25,0.5,1"  # the box's aspect-ratio pace, relative to its size's (from round 10)
+ASPECT="0,0.25,0.5,1"  # the box's aspect-ratio pace, relative to its size's (from stop 18)
 VOTE="0,0.35,0.5,0.65,0.8"  # box voting: 0 keeps the best anchor's box alone
 # CONFIRM set: DEV images, another seed, three times the tuning set's 20 sequences; it chooses no
 # setting, so its objective is an unbiased estimate where the grid's best is not

@@ -1,7 +1,8 @@
 """`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
-with --box-vote-iou also box voting, with --aspect-lr the aspect ratio's pace) and, with --blur-threshold, --rescue-score and
---deblur-strength, its deblur policy by grid search on the synthetic DEV split; prints the
-ranking, writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
+with --box-vote-iou also box voting, with --aspect-lr the aspect ratio's pace) and, with
+--blur-threshold, --rescue-score and --deblur-strength, its deblur policy by grid search on the
+synthetic DEV split; prints the ranking, writes it as JSON, and with --apply writes the best
+setting into the bundle's manifest.
 
 The test split and the real clips are what results are reported on, so they are not offered here."""
 

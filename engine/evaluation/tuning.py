@@ -2,9 +2,9 @@
 
 The networks stay fixed; only the post-processing settings of engine.tracker (the size-change
 penalty, the cosine window's weight, the box-size learning rate, the box-voting IoU and the aspect
-ratio's learning rate) and the deblur policy's (blur threshold, rescue score, strength) vary. Each setting runs the real
-pipeline over every sequence, and the settings are ranked by the mean of precision@15 and
-success@0.6, the two numbers the product is judged on, then by AUC.
+ratio's learning rate) and the deblur policy's (blur threshold, rescue score, strength) vary.
+Each setting runs the real pipeline over every sequence, and the settings are ranked by the mean
+of precision@15 and success@0.6, the two numbers the product is judged on, then by AUC.
 """
 
 from __future__ import annotations
