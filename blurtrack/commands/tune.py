@@ -21,6 +21,13 @@ DEFAULT_GRID = {
     "window_influence": [0.02, 0.1, 0.2],
     "lr": [0.25, 0.38, 0.5],
 }
+# tracker settings tuned only when their flag is given (values between 0 and 1): what each means
+OPTIONAL_TRACKER_SETTINGS = {
+    "box_vote_iou": "box-voting IoUs to try: the box is the score-weighted mean of the anchor boxes overlapping the "
+                    "best one by at least this IoU, 0 keeps the best box alone",
+    "aspect_lr": "aspect-ratio learning rates to try: the box's w / h follows the chosen box at this times the "
+                 "size's pace, 1 as w and h, 0 keeps the first box's",
+}
 
 
 def _numbers(value: str, example: str) -> list[float]:
@@ -78,14 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated deblur strengths to try: where the deblurrer runs, the search network "
                              "sees strength x its output + (1 - strength) x the crop, 1 the output alone "
                              "(default: keep the bundle's)")
-    parser.add_argument("--box-vote-iou", type=_floats, default=None,
-                        help="comma-separated box-voting IoUs to try: the box is the score-weighted mean of the anchor "
-                             "boxes overlapping the best one by at least this IoU, 0 keeps the best box alone "
-                             "(default: keep the bundle's)")
-    parser.add_argument("--aspect-lr", type=_floats, default=None,
-                        help="comma-separated aspect-ratio learning rates to try: the box's w / h follows the chosen "
-                             "box at this times the size's pace, 1 as w and h, 0 keeps the first box's "
-                             "(default: keep the bundle's)")
+    for name, meaning in OPTIONAL_TRACKER_SETTINGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=_floats, default=None, dest=name,
+                            help=f"comma-separated {meaning} (default: keep the bundle's)")
     parser.add_argument("--cache-dir", type=Path, help="where the synthetic split is cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
     parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
     parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
     sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
-    for name in ("box_vote_iou", "aspect_lr"):
+    for name in OPTIONAL_TRACKER_SETTINGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if deblur_flags and not pipeline.has_deblur:
