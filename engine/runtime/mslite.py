@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -83,11 +84,20 @@ _libraries: dict[Path, ctypes.CDLL] = {}
 _libraries_lock = threading.Lock()
 
 
+def denormal_modes() -> tuple[bool, bool]:
+    """The calling thread's (flush-to-zero, denormals-are-zero) modes, as Python's floats see them."""
+    flush_to_zero = sys.float_info.min / 2.0 == 0.0  # a subnormal result comes out as zero
+    smallest_subnormal = struct.unpack("<d", struct.pack("<Q", 1))[0]  # made from bits, no arithmetic
+    denormals_are_zero = not smallest_subnormal > 0.0  # a subnormal input reads as zero
+    return flush_to_zero, denormals_are_zero
+
+
 def _shim_library(home: Path | None) -> ctypes.CDLL:
     """Loads the shim once per process (loading the MindSpore libraries takes ~0.3 s)."""
     path = shim_path(Path(home) if home is not None else default_home())
     with _libraries_lock:
         if path not in _libraries:
+            modes_before = denormal_modes()
             lib = ctypes.CDLL(str(path))  # CDLL calls release the GIL while MindSpore runs
             p, i, i64p = ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)
             for name, restype, argtypes in [
@@ -100,9 +110,14 @@ def _shim_library(home: Path | None) -> ctypes.CDLL:
                 ("bt_model_tensor_shape", i, [p, i, i, i64p, i]),
                 ("bt_model_predict", i, [p, p, i64p, p, i64p]),
                 ("bt_convert_onnx", i, [ctypes.c_char_p, ctypes.c_char_p, i]),
+                ("bt_set_denormal_modes", i, [i, i]),
             ]:
                 fn = getattr(lib, name)
                 fn.restype, fn.argtypes = restype, argtypes
+            # A fast-math library in the wheel turns flush-to-zero on in this thread as it loads;
+            # put back the float arithmetic the thread had (the shim's calls keep it from then on).
+            if denormal_modes() != modes_before and lib.bt_set_denormal_modes(*modes_before) != 0:
+                log.warning("loading MindSpore Lite turned on flush-to-zero in this thread; it could not be undone here")
             _libraries[path] = lib
         return _libraries[path]
 

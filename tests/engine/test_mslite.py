@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -62,6 +64,32 @@ def test_conv_net_matches_onnxruntime(tmp_path, ms_backend, ort_backend):
     # inputs stay NCHW (the converter would make them NHWC unless told otherwise)
     with pytest.raises(ValueError, match="expects"):
         ms.run({"image": image.transpose(0, 2, 3, 1)})
+
+
+# Runs in a fresh interpreter, so no earlier test has loaded the libraries into this thread first.
+_FLOAT_MODES_SCRIPT = """
+import sys, threading
+from engine.runtime.mslite import MindSporeLiteBackend, denormal_modes
+import numpy as np
+before = denormal_modes()
+session = MindSporeLiteBackend(threads=2).load(sys.argv[1])
+session.run({"image": np.ones((1, 3, 64, 64), np.float32)})
+in_new_thread = []
+thread = threading.Thread(target=lambda: in_new_thread.append(denormal_modes()))
+thread.start(); thread.join()
+print(before, denormal_modes(), in_new_thread[0], sys.float_info.min / 2 > 0)
+"""
+
+
+def test_loading_the_runtime_keeps_python_float_arithmetic(tmp_path, mslite_runtime):
+    """The wheel's libraries turn on flush-to-zero as they load (one is built with fast-math);
+    the loader must put the thread's modes back, or Python floats lose their subnormals."""
+    ms_path = convert_model(make_conv_net(tmp_path / "conv.onnx"), tmp_path / "conv.ms")
+    result = subprocess.run(
+        [sys.executable, "-c", _FLOAT_MODES_SCRIPT, str(ms_path)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=True,
+    )  # fmt: skip
+    assert result.stdout.split() == ["(False,", "False)"] * 3 + ["True"]
 
 
 def test_siamese_correlation_converts_with_fusion_off_and_matches(tmp_path, ms_backend, ort_backend):
