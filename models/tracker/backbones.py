@@ -1,5 +1,6 @@
-"""Backbones for the Siamese tracker: EfficientNet-Lite0 (+ ECA) at total stride 8, and an
-AlexNet-style baseline with the same output geometry.
+"""Backbones for the Siamese tracker: EfficientNet-Lite0 (+ ECA) at total stride 8, an
+AlexNet-style baseline with the same output geometry, and the deblurrer's own encoder (the
+issue's optional feature reuse: the tracker reads features the deblurrer computes anyway).
 
 Geometry: with symmetric padding a stride-2 conv's output cell o is centred on input cell 2*o, so
 a stride-8 feature cell o is centred on crop pixel 8*o: a 127 template gives 16x16 cells, a 255
@@ -185,3 +186,39 @@ class AlexNetStyle(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # ImageNet-like scaling of BGR 0..255; from-scratch weights learn BGR directly
         return [self.features((x - 114.0) * (1.0 / 58.0))]
+
+
+class DeblurEncoder(nn.Module):
+    """The deblurrer's MobileNetV2 encoder, frozen, as a tracker trunk: returns its stride-8 (32 ch)
+    and stride-16 (64 ch) taps, the pair the fused Lite0 trunk gives. The input is padded the way
+    the deblurrer pads it (255 -> 256, 127 -> 128; same cell counts, same cell centres), so these
+    are exactly the deblurrer's own encoder activations on the raw crop."""
+
+    out_channels = [32, 64]
+
+    def __init__(self, deblur_onnx: str | Path):
+        super().__init__()
+        from models.deblur.net import FPNDeblur  # noqa: PLC0415 - only this backbone needs it
+        from models.deblur.train import load_onnx_weights  # noqa: PLC0415
+
+        path = Path(deblur_onnx)
+        path = path if path.is_absolute() else Path(__file__).resolve().parents[2] / path  # repo-relative in configs
+        if not path.is_file():
+            raise FileNotFoundError(f"deblur_encoder: {path} not found; set net.deblur_onnx to a bundle's deblur.onnx")
+        deblurrer = FPNDeblur(pretrained=False)
+        load_onnx_weights(deblurrer, path)
+        self.stages = deblurrer.enc[:4]  # taps /2 /4 /8 /16
+        for p in self.stages.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        from models.deblur.mobilenetv2 import normalise_bgr  # noqa: PLC0415
+        from models.deblur.net import _replicate_pad  # noqa: PLC0415
+
+        h, w = x.shape[-2:]
+        y = normalise_bgr(_replicate_pad(x, (-h) % 32, (-w) % 32))
+        feats = []
+        for stage in self.stages:
+            y = stage(y)
+            feats.append(y)
+        return feats[2:]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.tracker.backbones import AlexNetStyle, EfficientNetLite0
+from models.tracker.backbones import AlexNetStyle, DeblurEncoder, EfficientNetLite0
 
 # Cells of the stride-8 maps (16x16 template, 32x32 search; cell o centred on crop pixel 8*o) that
 # the neck keeps. Correlation output i then uses search cells i..i+6, centred on pixel 8*i + 24;
@@ -26,7 +26,7 @@ SEARCH_CELLS = slice(0, 31)
 
 @dataclass
 class NetConfig:
-    backbone: str = "effnet_lite0"  # or "alexnet"
+    backbone: str = "effnet_lite0"  # or "alexnet", or "deblur_encoder"
     trunk: str = "fused"  # Lite0 only: "fused" (stage 3 + upsampled stage 4) or "dilated"
     eca: bool = True
     eca_from: int = 3
@@ -34,6 +34,7 @@ class NetConfig:
     neck_channels: int = 128
     anchor_num: int = 5
     alexnet_width: float = 0.5
+    deblur_onnx: str = ""  # deblur_encoder only: the deblur.onnx whose encoder the tracker reads
 
     @classmethod
     def from_dict(cls, data: dict) -> "NetConfig":
@@ -100,8 +101,10 @@ class SiamRPN(nn.Module):
                 self.backbone.load_imagenet()
         elif cfg.backbone == "alexnet":
             self.backbone = AlexNetStyle(width=cfg.alexnet_width)
+        elif cfg.backbone == "deblur_encoder":
+            self.backbone = DeblurEncoder(cfg.deblur_onnx)
         else:
-            raise ValueError(f"unknown backbone {cfg.backbone!r}: use effnet_lite0 or alexnet")
+            raise ValueError(f"unknown backbone {cfg.backbone!r}: use effnet_lite0, alexnet or deblur_encoder")
         c = cfg.neck_channels
         self.neck = Neck(self.backbone.out_channels, c)
         self.cls = DepthwiseBranch(c, 2 * cfg.anchor_num)

@@ -103,7 +103,7 @@ def configure_trainable(net: SiamRPN, train_from_block: int) -> None:
     """Freeze the early trunk (ImageNet features) for speed; everything from `train_from_block` on,
     the ECA gates, neck and head train. AlexNet (from scratch) trains entirely."""
     if net.cfg.backbone != "effnet_lite0":
-        return
+        return  # AlexNet trains entirely; the deblurrer's encoder comes frozen
     bb = net.backbone
     for p in list(bb.conv_stem.parameters()) + list(bb.bn0.parameters()):
         p.requires_grad_(False)
@@ -117,7 +117,7 @@ def set_train_mode(net: SiamRPN) -> None:
     """Train mode, but pretrained trunk BatchNorms keep their ImageNet running statistics (batch
     statistics of 16 crops at two sizes would be noisy)."""
     net.train()
-    if net.cfg.backbone == "effnet_lite0":
+    if net.cfg.backbone in ("effnet_lite0", "deblur_encoder"):
         for m in net.backbone.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.eval()

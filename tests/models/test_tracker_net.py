@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ from engine.manifest import AnchorConfig, load_bundle  # noqa: E402
 from models.tracker.backbones import ECA, EfficientNetLite0, eca_kernel_size  # noqa: E402
 from models.tracker.labels import AnchorTarget  # noqa: E402
 from models.tracker.net import build_tracker  # noqa: E402
-from models.tracker.training import rpn_loss  # noqa: E402
+from models.tracker.training import configure_trainable, rpn_loss  # noqa: E402
 
 torch.set_num_threads(1)
+
+SHIPPED_DEBLUR = Path(__file__).resolve().parents[2] / "models/weights/blurtrack-effnet-eca/deblur.onnx"
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,7 @@ def test_pretrained_lite0_keeps_its_function_when_eca_is_added():
     {"backbone": "effnet_lite0", "trunk": "dilated"},
     {"backbone": "effnet_lite0", "eca": False},
     {"backbone": "alexnet"},
+    {"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)},
 ])
 def test_network_outputs_25x25_maps_with_2k_and_4k_channels(net_cfg):
     net = build_tracker({**net_cfg, "pretrained": False}).eval()
@@ -75,6 +79,30 @@ def test_network_outputs_25x25_maps_with_2k_and_4k_channels(net_cfg):
     assert kernel_cls.shape == kernel_loc.shape == (2 * 128, 1, 7, 7)
     assert cls.shape == (2, 10, 25, 25)
     assert loc.shape == (2, 20, 25, 25)
+
+
+def test_deblur_encoder_trunk_is_the_deblurrers_own_frozen_encoder():
+    """Feature reuse: the trunk's two maps are the activations the deblurrer's encoder computes
+    on the same crop (at strides 8 and 16), and training leaves them alone."""
+    from models.deblur.net import FPNDeblur
+    from models.deblur.train import load_onnx_weights
+
+    net = build_tracker({"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)})
+    configure_trainable(net, train_from_block=3)
+    assert not any(p.requires_grad for p in net.backbone.parameters())
+    assert any(p.requires_grad for p in net.neck.parameters())
+    deblurrer = FPNDeblur(pretrained=False)
+    load_onnx_weights(deblurrer, SHIPPED_DEBLUR)
+    taps: list[torch.Tensor] = []
+    for stage in deblurrer.enc[2:4]:
+        stage.register_forward_hook(lambda _m, _i, out: taps.append(out))
+    x = torch.rand(1, 3, 255, 255) * 255
+    with torch.no_grad():
+        deblurrer.eval()(x)
+        feats = net.backbone.eval()(x)
+    assert [f.shape[1:] for f in feats] == [(32, 32, 32), (64, 16, 16)]
+    for mine, theirs in zip(feats, taps):
+        assert torch.equal(mine, theirs)
 
 
 def test_batched_correlation_matches_one_item_at_a_time():
