@@ -67,35 +67,23 @@ int fail(const std::string &message) {
   return -1;
 }
 
-// MindSpore Lite turns on flush-to-zero and denormals-are-zero in the thread that builds a model
-// (through a library built with fast-math). Left on, they would change the caller's own float
+#if defined(__x86_64__) || defined(__i386__)
+constexpr unsigned int kFlushToZero = 0x8000u, kDenormalsAreZero = 0x0040u;  // MXCSR mode bits
+#endif
+
+// Building a model turns on flush-to-zero and denormals-are-zero in the calling thread (loading the
+// libraries does too, see bt_set_denormal_modes). Left on, they would change the caller's own float
 // arithmetic (Python's floats lose their subnormals), so each entry point puts them back on return.
 class KeepDenormalModes {
 #if defined(__x86_64__) || defined(__i386__)
  public:
-  KeepDenormalModes() : saved_(_mm_getcsr() & kModeBits) {}
-  ~KeepDenormalModes() { _mm_setcsr((_mm_getcsr() & ~kModeBits) | saved_); }
+  KeepDenormalModes() : saved_(_mm_getcsr() & (kFlushToZero | kDenormalsAreZero)) {}
+  ~KeepDenormalModes() { _mm_setcsr((_mm_getcsr() & ~(kFlushToZero | kDenormalsAreZero)) | saved_); }
 
  private:
-  static constexpr unsigned int kModeBits = 0x8000u | 0x0040u;  // MXCSR flush-to-zero, denormals-are-zero
   unsigned int saved_;
 #endif
 };
-
-// Sets the calling thread's denormal modes: the loader uses it to undo what loading the wheel's
-// libraries did (a fast-math library among them turns both modes on as it loads).
-// Returns 0, or -1 on architectures where the shim does not handle these modes.
-int set_denormal_modes(int flush_to_zero, int denormals_are_zero) {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned int csr = _mm_getcsr() & ~(0x8000u | 0x0040u);
-  if (flush_to_zero) csr |= 0x8000u;
-  if (denormals_are_zero) csr |= 0x0040u;
-  _mm_setcsr(csr);
-  return 0;
-#else
-  return -1;
-#endif
-}
 
 // Runs `body` with the caller's denormal modes kept, turning any C++ exception into -1 plus a message.
 template <typename F>
@@ -121,9 +109,19 @@ extern "C" {
 
 const char *bt_last_error(void) { return g_last_error.c_str(); }
 
-// See set_denormal_modes. Returns 0, or -1 where the architecture is not handled.
+// Sets the calling thread's denormal modes. Loading the wheel's libraries turns both on in the
+// loading thread (a fast-math library among them), before any shim code runs; the loader calls
+// this right after to put back what the thread had. Returns 0, or -1 on other architectures.
 int bt_set_denormal_modes(int flush_to_zero, int denormals_are_zero) {
-  return set_denormal_modes(flush_to_zero, denormals_are_zero);
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int csr = _mm_getcsr() & ~(kFlushToZero | kDenormalsAreZero);
+  if (flush_to_zero) csr |= kFlushToZero;
+  if (denormals_are_zero) csr |= kDenormalsAreZero;
+  _mm_setcsr(csr);
+  return 0;
+#else
+  return -1;
+#endif
 }
 
 // Builds a CPU model from a .ms file. Returns NULL on failure (see bt_last_error).
