@@ -36,48 +36,18 @@ mkdir -p "$out"
 declare -A BUNDLE=([tracker]=blurtrack-effnet-eca [tracker_noeca]=blurtrack-effnet-noeca [tracker_alexnet]=blurtrack-alexnet)
 declare -A DEBLUR=([tracker]=bundle [tracker_noeca]=off [tracker_alexnet]=off [tracker_newdeblur]=bundle)
 SHIPPED_DEBLUR=models/weights/blurtrack-effnet-eca/deblur.onnx
-GRID="--penalty-k 0.08,0.15,0.25 --window-influence 0.02,0.1 --lr 0.25,0.38,0.5"
+source scripts/round_lib.sh  # GRID, CONFIRM and the helpers both study scripts use
 GATE="0,75,150,300,1e9"  # 0 never deblurs, 1e9 always (600 dropped in round 9: no round chose it)
 STRENGTH="0.5,0.7,1"  # the deblurred crop's weight in what the search network sees (from round 9)
 ASPECT="0,0.25,0.5,1"  # the box's aspect-ratio pace, relative to its size's (from stop 18)
 VOTE="0,0.35,0.5,0.65,0.8"  # box voting: 0 keeps the best anchor's box alone
-# CONFIRM set: DEV images, another seed, three times the tuning set's 20 sequences; it chooses no
-# setting, so its objective is an unbiased estimate where the grid's best is not
-CONFIRM_SEED=1 CONFIRM_SEQUENCES=60
-CONFIRM="--split dev --seed $CONFIRM_SEED --sequences $CONFIRM_SEQUENCES --frames 80"
-
-# render the CONFIRM set once, before the side-by-side runs that read it
-render_confirm() {
-  $PY -c "
-from engine.data.synth import shared_dir
-from engine.evaluation import peers
-from engine.evaluation.benchmark import DataSpec, prepare_data
-prepare_data(DataSpec(name='dev', kind='synthetic', split='dev', sequences=$CONFIRM_SEQUENCES, frames=80, seed=$CONFIRM_SEED),
-             peers.default_cache_dir(), shared_dir())"
-}
-
-# one bundle at its chosen settings (and gate) on the CONFIRM set: confirm_one BUNDLE DEBLUR JSON LOG
-confirm_one() {
-  $BT tune --bundle "$1" --deblur "$2" --threads 1 $(chosen_settings "$1") $CONFIRM --out "$3" > "$4" 2>&1
-}
-
-# the bundle's tuned tracker settings as `blurtrack tune` flags, so a later stage keeps them fixed
-chosen_settings() {
-  $PY -c "
-import sys; from engine.manifest import load_bundle
-t = load_bundle(sys.argv[1]).manifest.tracker
-print(f'--penalty-k {t.penalty_k} --window-influence {t.window_influence} --lr {t.lr}')" "$1"
-}
 
 case $stage in
 train)
   seed=${3:?SEED}; minutes=${4:?MINUTES}; only=${5:-all}
   [ "$only" = all ] || [ "$only" = trackers ] || { echo "train: 5th argument: trackers, or nothing" >&2; exit 2; }
   # render the synthetic training and DEV-pair sequences once, not by three runs at the same time
-  $PY -c "
-from engine.data.synth import make_split
-make_split('train', '/tmp/blurtrack-train/synth-train', n_sequences=100, seed=0, n_frames=60)
-make_split('dev', '/tmp/blurtrack-train/synth-dev-train', n_sequences=8, seed=0, n_frames=60)"
+  render_training_data
   for c in "${!BUNDLE[@]}"; do
     $PY -m models.train --config "models/configs/$c.json" --init "models/weights/${BUNDLE[$c]}" \
         --seed "$seed" --set train.lr=0.0003 --budget-minutes "$minutes" --out "$out/$c" > "$out/$c.log" 2>&1 &
