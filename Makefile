@@ -19,6 +19,8 @@ $(BIN)/blurtrack: pyproject.toml
 
 setup: $(BIN)/blurtrack
 	$(BIN)/blurtrack setup mslite
+	# .ms files are per machine: made from the bundles' ONNX by this machine's converter
+	$(BIN)/blurtrack models convert --all
 
 run: setup
 	$(BIN)/blurtrack serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE) $(if $(wildcard $(DEMO_DIR)),--demo-dir $(DEMO_DIR))
