@@ -9,6 +9,7 @@ the numbering (a missing image) keeps its slot so later frames stay aligned with
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,22 @@ def is_sequence_dir(path: Path) -> bool:
     return (path / IMAGE_DIR).is_dir() and (path / GROUNDTRUTH_NAME).is_file()
 
 
+def _sequence_roots(dataset_dir: Path) -> set[Path]:
+    """Sequence folders under `dataset_dir`, through symbolic links too (a data set is often a folder
+    of links to sequences kept elsewhere); each real folder is visited once, so a link loop ends."""
+    roots, seen = set(), set()
+    for folder, subdirs, _files in os.walk(dataset_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subdirs.clear()
+            continue
+        seen.add(real)
+        if is_sequence_dir(Path(folder)):
+            roots.add(Path(folder))
+            subdirs.clear()  # a sequence's own folders (img/) hold no further sequences
+    return roots
+
+
 def find_sequences(dataset_dir: Path) -> list[Sequence]:
     """Every OTB sequence under `dataset_dir` (itself one, or sequence folders at any depth),
     sorted by name; a nested sequence is named by its path relative to `dataset_dir`."""
@@ -156,7 +173,7 @@ def find_sequences(dataset_dir: Path) -> list[Sequence]:
         raise DatasetError(f"data set folder {dataset_dir} does not exist")
     if is_sequence_dir(dataset_dir):
         return [load_sequence(dataset_dir)]
-    roots = sorted({p.parent for p in dataset_dir.rglob(GROUNDTRUTH_NAME) if is_sequence_dir(p.parent)})
+    roots = sorted(_sequence_roots(dataset_dir))
     if not roots:
         raise DatasetError(
             f"no OTB sequences under {dataset_dir}: expected <sequence>/{IMAGE_DIR}/0001.jpg ... "
