@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (best.pt / last.pt)")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="training checkpoint (best.pt / last.pt), or a run file of models.tracker.collect")
+    parser.add_argument("--snapshot", type=int, default=None, help="with a run file: the snapshot's iteration (default the last)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--deblur", type=Path, default=None, help="deblur.onnx to copy into the bundle")
     parser.add_argument("--name", default=None, help="bundle name (default: the training config's name)")
@@ -174,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_file():
         print(f"checkpoint {args.checkpoint} not found: pass OUT/best.pt from `python -m models.train`", file=sys.stderr)
         return 2
-    net, ckpt = load_net_from_checkpoint(args.checkpoint)
+    net, ckpt = load_net_from_checkpoint(args.checkpoint, args.snapshot)
     config = ckpt["config"]
     name = args.name or config.get("name", args.out.name)
     calibration = ""

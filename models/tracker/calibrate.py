@@ -24,7 +24,7 @@ def measure_scale_bias(net: SiamRPN, batches: list, anchors: np.ndarray) -> tupl
     net.eval()
     log_w, log_h = [], []
     for z, x, _lab, _tgt, _wgt, boxes in batches:
-        cls, loc = net(z, x)
+        cls, loc = net(z.float(), x.float())
         for i in range(len(boxes)):
             if boxes[i, 4] > 0:  # negative pair
                 continue

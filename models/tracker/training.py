@@ -7,38 +7,47 @@ run sees the same pairs it would have seen without the interruption.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from engine.anchors import box_iou_cxcywh, decode_boxes, flatten_loc, foreground_scores
+from engine.evaluation.splits import split_dirs
 from models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
 from models.tracker.deblur_input import DeblurredInput
 from models.tracker.labels import AnchorTarget
 from models.tracker.net import SiamRPN, build_tracker
+from models.tracker.real_clips import RealClipPairSampler, load_pack, pack_clip
 
 
 # ---------------------------------------------------------------- loss
 def rpn_loss(cls: torch.Tensor, loc: torch.Tensor, labels: torch.Tensor, loc_target: torch.Tensor,
-             loc_weight: torch.Tensor, loc_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+             loc_weight: torch.Tensor, loc_lambda: float, smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """pysot's loss: 0.5 * CE(positives) + 0.5 * CE(negatives), plus lambda * smooth-L1 on positives.
 
     cls [N, 2k, S, S] (bg block then fg block), loc [N, 4k, S, S]; labels [N, A] in {-1, 0, 1},
-    loc_target [N, A, 4], loc_weight [N, A] (1 / #positives on positives).
+    loc_target [N, A, 4], loc_weight [N, A] (1 / #positives on positives). `smoothing` moves each
+    class target that far towards the other class: the logits stay bounded, so scores do not
+    saturate at 1.0 and the tracker's window and penalties can still rank near-equal peaks.
     """
     n = cls.shape[0]
     logits = cls.reshape(n, 2, -1).transpose(1, 2)  # [N, A, 2] in the engine's anchor order
     logp = F.log_softmax(logits, dim=2)
     pos, neg = labels == 1, labels == 0
-    loss_pos = -logp[..., 1][pos].mean() if pos.any() else logits.sum() * 0.0
-    loss_neg = -logp[..., 0][neg].mean() if neg.any() else logits.sum() * 0.0
+    ce_fg = -(1.0 - smoothing) * logp[..., 1] - smoothing * logp[..., 0]
+    ce_bg = -(1.0 - smoothing) * logp[..., 0] - smoothing * logp[..., 1]
+    loss_pos = ce_fg[pos].mean() if pos.any() else logits.sum() * 0.0
+    loss_neg = ce_bg[neg].mean() if neg.any() else logits.sum() * 0.0
     cls_loss = 0.5 * loss_pos + 0.5 * loss_neg
     deltas = loc.reshape(n, 4, -1).transpose(1, 2)  # [N, A, 4]
     diff = F.smooth_l1_loss(deltas, loc_target, reduction="none", beta=1.0 / 9.0).sum(dim=2)
@@ -48,8 +57,9 @@ def rpn_loss(cls: torch.Tensor, loc: torch.Tensor, labels: torch.Tensor, loc_tar
 
 # ---------------------------------------------------------------- batches
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    """HWC BGR uint8 -> NCHW float32 BGR 0..255 (the bundle's input convention)."""
-    return torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).astype(np.float32))
+    """HWC BGR uint8 -> NCHW uint8 BGR: a quarter of float32's bytes between loader processes; the
+    consumer turns it into the bundle's float32 0..255 input where it runs the network."""
+    return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
 
 
 def make_batch(sampler: PairSampler, target: AnchorTarget, rng: np.random.Generator, size: int):
@@ -69,16 +79,20 @@ def make_batch(sampler: PairSampler, target: AnchorTarget, rng: np.random.Genera
 
 # ---------------------------------------------------------------- evaluation on held-out pairs
 @torch.no_grad()
-def evaluate(net: SiamRPN, batches: list, anchors: np.ndarray) -> dict[str, float]:
+def evaluate(net: SiamRPN, batches: list, anchors: np.ndarray, device: torch.device | None = None) -> dict[str, float]:
     """Score-map sanity on held-out pairs: the argmax anchor's decoded box vs the true box.
 
     Reports the share of positive pairs whose decoded centre is within 16 px (search-crop
     pixels), their mean IoU, and the mean max foreground score on negative pairs."""
     net.eval()
     hits, ious, neg_scores, losses = [], [], [], []
-    for z, x, lab, tgt, wgt, boxes in batches:
-        cls, loc = net(z, x)
+    device = device or torch.device("cpu")
+    for batch in batches:
+        z, x, lab, tgt, wgt = (t.to(device) for t in batch[:5])
+        boxes = batch[5]
+        cls, loc = net(z.float(), x.float())
         lc, ll = rpn_loss(cls, loc, lab, tgt, wgt, 1.0)
+        cls, loc = cls.float().cpu(), loc.float().cpu()
         losses.append(float(lc + ll))
         for i in range(len(boxes)):
             score = foreground_scores(cls[i: i + 1].numpy())
@@ -190,9 +204,16 @@ def load_init_state(path: Path) -> tuple[dict, str]:
     return state.get("model", state), f"checkpoint {path}"
 
 
-def load_net_from_checkpoint(path: Path) -> tuple[SiamRPN, dict]:
-    """Rebuild the network from a checkpoint's stored config (no ImageNet download needed)."""
+def load_net_from_checkpoint(path: Path, snapshot: int | None = None) -> tuple[SiamRPN, dict]:
+    """Rebuild the network from a checkpoint's stored config (no ImageNet download needed). A run
+    file of models.tracker.collect holds several snapshots: `snapshot` picks one by iteration
+    (default the last)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "snapshots" in ckpt:
+        it = max(ckpt["snapshots"]) if snapshot is None else snapshot
+        if it not in ckpt["snapshots"]:
+            raise SystemExit(f"{path} has no snapshot at iteration {it}: it holds {sorted(ckpt['snapshots'])}")
+        ckpt = {**ckpt, "model": ckpt["snapshots"][it], "iteration": it}
     net_cfg = dict(ckpt["config"]["net"], pretrained=False)
     net = build_tracker(net_cfg)
     net.load_state_dict(ckpt["model"])
@@ -218,45 +239,59 @@ def synth_sampler(synth_cfg: dict, pair_cfg: PairConfig, images_dir: Path) -> Se
     return SequencePairSampler(root, pair_cfg, max_gap=int(synth_cfg.get("max_gap", 40)))
 
 
-# ---------------------------------------------------------------- main loop
-def run(config: dict, args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed = args.seed if args.seed is not None else config.get("seed", 0)
-    threads = int(config.get("threads", 1))
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    train_cfg = config.get("train", {})
-    batch_size = int(train_cfg.get("batch_size", 16))
-    total_iters = int(train_cfg.get("pairs", 40000)) // batch_size
-    warmup = int(train_cfg.get("warmup_iters", 50))
-    ckpt_every = float(train_cfg.get("checkpoint_minutes", 5.0)) * 60.0
-    budget = (args.budget_minutes if args.budget_minutes is not None else train_cfg.get("budget_minutes", 1e9)) * 60.0
+def real_sampler(real_cfg: dict, pair_cfg: PairConfig) -> RealClipPairSampler:
+    """Pairs from the real-train clips of the `train` split: a packed file (models.tracker.pack) when
+    the config names one, else packed in memory from ../shared/data/real-train."""
+    if real_cfg.get("pack"):
+        clips = load_pack(Path(real_cfg["pack"]))
+    else:
+        from engine.data.synth import shared_dir
 
+        root = Path(real_cfg.get("root") or shared_dir() / "data" / "real-train")
+        clips = [pack_clip(d, every=int(real_cfg.get("every", 2))) for d in split_dirs(root, "train")]
+    print(f"real pairs from {len(clips)} clips, {sum(len(c.frames) for c in clips)} frames", flush=True)
+    return RealClipPairSampler(clips, pair_cfg, max_gap=int(real_cfg.get("max_gap", 100)))
+
+
+@dataclass
+class TrainingData:
+    sampler: object  # anything with sample(rng) -> Pair
+    val_batches: list  # held-out pairs for the checkpoint score
+    track_batches: list  # tracking-style held-out pairs (synthetic DEV sequences), may be empty
+    photos: int
+
+
+def build_data(config: dict, seed: int, batch_size: int, target: AnchorTarget) -> TrainingData:
+    """The training mix (still-photo pairs, real-clip pairs, synthetic sequences, by the config's
+    probabilities) and the held-out batches the checkpoints are scored on."""
     from engine.data.synth import default_images_dir
 
     images_dir = Path(config["images"]) if config.get("images") else default_images_dir()
     if not images_dir.is_dir():
         raise SystemExit(f"training images not found at {images_dir}: set \"images\" in the config")
     split = split_images(images_dir)
-    (out / "split.json").write_text(json.dumps({k: [p.name for p in v] for k, v in split.items()}, indent=1))
     pair_cfg = PairConfig.from_dict(config.get("pairs", {}))
-    sampler = PairSampler(load_images(split["train"]), pair_cfg)
-    synth_cfg = config.get("synth")
-    if synth_cfg and synth_cfg.get("prob", 0) > 0:
-        sampler = MixedSampler([sampler, synth_sampler(synth_cfg, pair_cfg, images_dir)],
-                               [1.0 - synth_cfg["prob"], synth_cfg["prob"]])
+    samplers: list = [PairSampler(load_images(split["train"]), pair_cfg)]
+    probs = [1.0]
+    real_cfg, synth_cfg = config.get("real") or {}, config.get("synth") or {}
+    if real_cfg.get("prob", 0) > 0:
+        samplers.append(real_sampler(real_cfg, pair_cfg))
+        probs.append(float(real_cfg["prob"]))
+    if synth_cfg.get("prob", 0) > 0:
+        samplers.append(synth_sampler(synth_cfg, pair_cfg, images_dir))
+        probs.append(float(synth_cfg["prob"]))
+    probs[0] = 1.0 - sum(probs[1:])
+    sampler = samplers[0] if len(samplers) == 1 else MixedSampler(samplers, probs)
     dev_sampler = PairSampler(load_images(split["dev"]), pair_cfg)
     deblur_bundle = config.get("deblur_input", {}).get("bundle")
     if deblur_bundle:
         # every sampler, held-out ones too, shows the tracker what the deblur gate lets it see
         print(f"training on deblurred input: the deblur gate and network of {deblur_bundle}", flush=True)
         sampler, dev_sampler = DeblurredInput(sampler, deblur_bundle), DeblurredInput(dev_sampler, deblur_bundle)
-    target = AnchorTarget()
-    val_batches = [make_batch(dev_sampler, target, np.random.default_rng([seed, 10**9, i]), batch_size)
-                   for i in range(int(train_cfg.get("val_batches", 6)))]
-    track_batches = []
-    if synth_cfg and int(synth_cfg.get("dev_sequences", 0)) > 0:
+    n_val = int(config.get("train", {}).get("val_batches", 6))
+    val = [make_batch(dev_sampler, target, np.random.default_rng([seed, 10**9, i]), batch_size) for i in range(n_val)]
+    track = []
+    if int(synth_cfg.get("dev_sequences", 0)) > 0 and synth_cfg.get("prob", 0) > 0:
         # tracking-style held-out pairs: DEV synthetic sequences, search crop centred where the
         # target was one frame earlier (as the tracker does), no shift or colour augmentation
         track_sampler = synth_sampler({**synth_cfg, "split": "dev", "root": synth_cfg.get("dev_root", "/tmp/blurtrack-train/synth-dev-train"),
@@ -265,11 +300,41 @@ def run(config: dict, args: argparse.Namespace) -> int:
                                                  template_scale=0.0, search_scale=0.0), images_dir)
         if deblur_bundle:
             track_sampler = DeblurredInput(track_sampler, deblur_bundle)
-        track_batches = [make_batch(track_sampler, target, np.random.default_rng([seed, 10**9 + 1, i]), batch_size)
-                         for i in range(int(train_cfg.get("val_batches", 6)))]
+        track = [make_batch(track_sampler, target, np.random.default_rng([seed, 10**9 + 1, i]), batch_size) for i in range(n_val)]
+    return TrainingData(sampler, val, track, len(split["train"]))
 
-    net = build_tracker(config["net"])
-    configure_trainable(net, int(train_cfg.get("train_from_block", 3)))
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Training batches for iterations start..total-1, each drawn from np.random.default_rng([seed,
+    it]) whichever process makes it: loader worker w makes the iterations it = w (mod workers), and
+    the loader hands them back in order, so a run's pairs do not depend on the number of workers and
+    a resumed run sees the pairs it would have seen."""
+
+    def __init__(self, sampler, target: AnchorTarget, seed: int, start: int, total: int, batch_size: int):
+        super().__init__()
+        self.sampler, self.target = sampler, target
+        self.seed, self.start, self.total, self.batch_size = seed, start, total, batch_size
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for it in range(self.start + worker, self.total, workers):
+            yield it, make_batch(self.sampler, self.target, np.random.default_rng([self.seed, it]), self.batch_size)[:5]
+
+
+def build_net(config: dict, args: argparse.Namespace) -> SiamRPN:
+    """The network, its trainable part, and its starting weights: `--init`, else the packed ImageNet
+    trunk (`net.backbone_init`, see models.tracker.pack), else the weights package."""
+    net_cfg = dict(config["net"])
+    backbone_init = net_cfg.pop("backbone_init", None)
+    if backbone_init:
+        net_cfg["pretrained"] = False
+    net = build_tracker(net_cfg)
+    if backbone_init:
+        with np.load(backbone_init) as data:
+            net.backbone.load_state_dict({k: torch.from_numpy(data[k]) for k in data.files})
+        print(f"trunk initialised from {backbone_init}", flush=True)
+    configure_trainable(net, int(config.get("train", {}).get("train_from_block", 3)))
     if args.init:
         state, loaded = load_init_state(args.init)
         try:
@@ -277,82 +342,145 @@ def run(config: dict, args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             raise SystemExit(f"--init {args.init} does not fit the network of {args.config}: {exc}") from None
         print(f"initialised from {loaded}", flush=True)
-    optimizer = torch.optim.AdamW(param_groups(net, train_cfg))
-    start_iter, best, elapsed_before, progress = 0, -1.0, 0.0, 0.0
-    last = out / "last.pt"
-    if args.resume and last.is_file():
+    return net
+
+
+def quiet_worker(_worker: int) -> None:
+    """Loader workers run one thread each: many of them already fill the cores."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def pick_device(config: dict) -> torch.device:
+    wanted = str(config.get("device", "auto"))
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
+# ---------------------------------------------------------------- main loop
+class Trainer:
+    """One training run: the optimisation steps, the schedule and the checkpoints."""
+
+    def __init__(self, config: dict, args: argparse.Namespace, net: SiamRPN, data: TrainingData, target: AnchorTarget,
+                 device: torch.device, seed: int):
+        self.config, self.net, self.data, self.target, self.device, self.seed = config, net, data, target, device, seed
+        train_cfg = config.get("train", {})
+        self.train_cfg = train_cfg
+        self.out = Path(args.out)
+        self.batch_size = int(train_cfg.get("batch_size", 16))
+        self.total_iters = int(train_cfg.get("pairs", 40000)) // self.batch_size
+        self.warmup = int(train_cfg.get("warmup_iters", 50))
+        self.ckpt_every = float(train_cfg.get("checkpoint_minutes", 5.0)) * 60.0
+        budget = args.budget_minutes if args.budget_minutes is not None else train_cfg.get("budget_minutes", 1e9)
+        self.budget = float(budget) * 60.0
+        self.optimizer = torch.optim.AdamW(param_groups(net, train_cfg))
+        self.start_iter, self.best, self.elapsed_before, self.progress = 0, -1.0, 0.0, 0.0
+        self.log = self.out / "metrics.jsonl"
+        # bf16 autocast on a GPU: the loss and the optimiser stay in fp32
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        if args.resume and (self.out / "last.pt").is_file():
+            self.resume(self.out / "last.pt")
+
+    def resume(self, last: Path) -> None:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_iter, best = ckpt["iteration"], ckpt.get("best", -1.0)
-        elapsed_before = ckpt.get("elapsed_s", 0.0)
-        progress = ckpt.get("progress", start_iter / max(1, total_iters))
-        print(f"resumed from {last} at iteration {start_iter}", flush=True)
+        self.net.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.start_iter, self.best = ckpt["iteration"], ckpt.get("best", -1.0)
+        self.elapsed_before = ckpt.get("elapsed_s", 0.0)
+        self.progress = ckpt.get("progress", self.start_iter / max(1, self.total_iters))
+        print(f"resumed from {last} at iteration {self.start_iter}", flush=True)
 
-    log = out / "metrics.jsonl"
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    print(f"{sum(p.numel() for p in net.parameters())} parameters, {trainable} trainable; "
-          f"{total_iters} iterations of {batch_size} pairs; train images {len(split['train'])}", flush=True)
-
-    def checkpoint(it: int, elapsed: float) -> dict:
-        nonlocal best
-        metrics = evaluate(net, val_batches, target.anchors)
-        if track_batches:
-            metrics.update({f"track_{k}": v for k, v in evaluate(net, track_batches, target.anchors).items()})
-        set_train_mode(net)
+    def checkpoint(self, it: int, elapsed: float) -> dict:
+        """Score on the held-out pairs; write last.pt, best.pt and a snapshot of the weights at
+        this iteration (snapshots are what selection on the real `select` clips chooses from)."""
+        metrics = evaluate(self.net, self.data.val_batches, self.target.anchors, self.device)
+        if self.data.track_batches:
+            track = evaluate(self.net, self.data.track_batches, self.target.anchors, self.device)
+            metrics.update({f"track_{k}": v for k, v in track.items()})
+        set_train_mode(self.net)
         score = metrics["centre_hit16"] + metrics["mean_iou"] + metrics.get("track_centre_hit16", 0.0) + metrics.get("track_mean_iou", 0.0)
-        payload = dict(model=net.state_dict(), optimizer=optimizer.state_dict(), iteration=it, config=config,
-                       seed=seed, elapsed_s=elapsed, progress=progress, metrics=metrics, best=max(best, score))
-        save_checkpoint(last, **payload)
-        if score > best:
-            best = score
-            save_checkpoint(out / "best.pt", **payload)
-        log_line(log, {"iteration": it, "pairs": it * batch_size, "elapsed_s": round(elapsed, 1), **metrics})
+        model = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        payload = dict(model=model, optimizer=self.optimizer.state_dict(), iteration=it, config=self.config, seed=self.seed,
+                       elapsed_s=elapsed, progress=self.progress, metrics=metrics, best=max(self.best, score))
+        save_checkpoint(self.out / "last.pt", **payload)
+        save_checkpoint(self.out / f"snapshot_{it:06d}.pt", model=model, iteration=it, config=self.config, seed=self.seed, metrics=metrics)
+        if score > self.best:
+            self.best = score
+            save_checkpoint(self.out / "best.pt", **payload)
+        log_line(self.log, {"iteration": it, "pairs": it * self.batch_size, "elapsed_s": round(elapsed, 1), **metrics})
         return metrics
 
-    started = time.monotonic()
-    last_ckpt = started
-    set_train_mode(net)
-    bar = tqdm(range(start_iter, total_iters), initial=start_iter, total=total_iters, desc="tracker", mininterval=10.0)
-    smooth: dict[str, float] = {}
-    it = start_iter
-    for it in bar:
-        rng = np.random.default_rng([seed, it])
-        z, x, lab, tgt, wgt, _ = make_batch(sampler, target, rng, batch_size)
+    def step(self, it: int, batch: tuple, run_s: float) -> tuple[float, float, float]:
         # The schedule follows whichever runs out first, the pairs or the time budget, so a run
         # stopped by its budget has still decayed its learning rate (progress never goes back).
         # A resumed run's budget is what is left: time progress counts the earlier runs' time too.
-        run_s = time.monotonic() - started
-        time_progress = (elapsed_before + run_s) / (elapsed_before + budget) if budget < 1e8 else 0.0
-        progress = max(progress, it / total_iters, time_progress)
-        factor = lr_factor(it, progress, warmup)
-        for group in optimizer.param_groups:
+        time_progress = (self.elapsed_before + run_s) / (self.elapsed_before + self.budget) if self.budget < 1e8 else 0.0
+        self.progress = max(self.progress, it / self.total_iters, time_progress)
+        factor = lr_factor(it, self.progress, self.warmup)
+        for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        cls, loc = net(z, x)
-        lc, ll = rpn_loss(cls, loc, lab, tgt, wgt, float(train_cfg.get("loc_lambda", 1.2)))
-        loss = lc + ll
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], 10.0)
-        optimizer.step()
-        for k, v in (("cls", lc.item()), ("loc", ll.item())):
-            smooth[k] = v if k not in smooth else 0.98 * smooth[k] + 0.02 * v
-        bar.set_postfix(cls=f"{smooth['cls']:.3f}", loc=f"{smooth['loc']:.3f}", lr=f"{factor:.2f}", refresh=False)
-        now = time.monotonic()
-        if it % 50 == 0:
-            log_line(log, {"iteration": it, "cls": round(smooth["cls"], 4), "loc": round(smooth["loc"], 4),
-                           "lr_factor": round(factor, 3), "elapsed_s": round(elapsed_before + now - started, 1)})
-        if now - last_ckpt >= ckpt_every:
-            m = checkpoint(it + 1, elapsed_before + now - started)
-            print(f"\niteration {it + 1}: {m}", flush=True)
-            last_ckpt = time.monotonic()
-        if now - started >= budget:
-            print(f"\nbudget of {budget / 60:.1f} min reached at iteration {it + 1}", flush=True)
-            break
-    bar.close()
-    final_iter = min(it + 1, total_iters)
-    m = checkpoint(final_iter, elapsed_before + time.monotonic() - started)
-    print(f"finished at iteration {final_iter}: {m}; checkpoints in {out}", flush=True)
-    if isinstance(sampler, DeblurredInput):
-        print(f"deblur gate on training pairs: {sampler.counts}", flush=True)
-    return 0
+        z, x, lab, tgt, wgt = (t.to(self.device, non_blocking=True) for t in batch)
+        with self.autocast:
+            cls, loc = self.net(z.float(), x.float())
+        lc, ll = rpn_loss(cls.float(), loc.float(), lab, tgt, wgt, float(self.train_cfg.get("loc_lambda", 1.2)),
+                          float(self.train_cfg.get("label_smoothing", 0.0)))
+        self.optimizer.zero_grad(set_to_none=True)
+        (lc + ll).backward()
+        torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], 10.0)
+        self.optimizer.step()
+        return lc.item(), ll.item(), factor
+
+    def run(self, workers: int) -> int:
+        stream = BatchStream(self.data.sampler, self.target, self.seed, self.start_iter, self.total_iters, self.batch_size)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, worker_init_fn=quiet_worker,
+                                             prefetch_factor=4 if workers else None, pin_memory=self.device.type == "cuda")
+        started = last_ckpt = time.monotonic()
+        set_train_mode(self.net)
+        bar = tqdm(total=self.total_iters, initial=self.start_iter, desc="tracker", mininterval=10.0)
+        smooth: dict[str, float] = {}
+        it = self.start_iter
+        for it, batch in loader:
+            lc, ll, factor = self.step(it, batch, time.monotonic() - started)
+            for k, v in (("cls", lc), ("loc", ll)):
+                smooth[k] = v if k not in smooth else 0.98 * smooth[k] + 0.02 * v
+            bar.update(1)
+            bar.set_postfix(cls=f"{smooth['cls']:.3f}", loc=f"{smooth['loc']:.3f}", lr=f"{factor:.2f}", refresh=False)
+            now = time.monotonic()
+            if it % 50 == 0:
+                log_line(self.log, {"iteration": it, "cls": round(smooth["cls"], 4), "loc": round(smooth["loc"], 4),
+                                    "lr_factor": round(factor, 3), "elapsed_s": round(self.elapsed_before + now - started, 1)})
+            if now - last_ckpt >= self.ckpt_every:
+                print(f"\niteration {it + 1}: {self.checkpoint(it + 1, self.elapsed_before + now - started)}", flush=True)
+                last_ckpt = time.monotonic()
+            if now - started >= self.budget:
+                print(f"\nbudget of {self.budget / 60:.1f} min reached at iteration {it + 1}", flush=True)
+                break
+        bar.close()
+        final_iter = min(it + 1, self.total_iters)
+        m = self.checkpoint(final_iter, self.elapsed_before + time.monotonic() - started)
+        print(f"finished at iteration {final_iter}: {m}; checkpoints in {self.out}", flush=True)
+        if isinstance(self.data.sampler, DeblurredInput):
+            print(f"deblur gate on training pairs: {self.data.sampler.counts}", flush=True)
+        return 0
+
+
+def run(config: dict, args: argparse.Namespace) -> int:
+    # OpenCV's thread pool does not survive fork: loader workers that inherit a started pool hang
+    # at their first cv2 call (seen on the GPU machine), so the parent never starts one.
+    cv2.setNumThreads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = args.seed if args.seed is not None else config.get("seed", 0)
+    torch.set_num_threads(int(config.get("threads", 1)))
+    torch.manual_seed(seed)
+    device = pick_device(config)
+    batch_size = int(config.get("train", {}).get("batch_size", 16))
+    target = AnchorTarget()
+    data = build_data(config, seed, batch_size, target)
+    net = build_net(config, args).to(device)
+    trainer = Trainer(config, args, net, data, target, device, seed)
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    print(f"{sum(p.numel() for p in net.parameters())} parameters, {trainable} trainable; {trainer.total_iters} iterations "
+          f"of {batch_size} pairs on {device}; train photos {data.photos}", flush=True)
+    return trainer.run(int(config.get("workers", 0)))
