@@ -1,10 +1,11 @@
 """`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
 with --box-vote-iou also box voting, with --aspect-lr the aspect ratio's pace) and, with
 --blur-threshold, --rescue-score and --deblur-strength, its deblur policy by grid search on the
-synthetic DEV split; prints the ranking, writes it as JSON, and with --apply writes the best
-setting into the bundle's manifest.
+real-train `select` clips (engine/evaluation/splits.py; or a synthetic split); prints the ranking,
+writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
 
-The test split and the real clips are what results are reported on, so they are not offered here."""
+The holdout clips, the synthetic test split and the smoke clips are what results are reported on,
+so they are not offered here."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
     parser.add_argument("--threads", type=positive_int, help="intra-op threads per network (default: BLURTRACK_THREADS or 2)")
     parser.add_argument("--deblur", choices=["bundle", "off"], default="bundle", help="deblur by the bundle's policy (default) or never")
-    parser.add_argument("--split", choices=["dev", "train"], default="dev", help="synthetic split to tune on (default: dev)")
+    parser.add_argument("--split", choices=["select", "dev", "train"], default="select",
+                        help="select: the real-train select clips (default); dev, train: a synthetic split")
     parser.add_argument("--sequences", type=positive_int, default=20, help="synthetic sequences (default: 20)")
     parser.add_argument("--frames", type=positive_int, default=80, help="frames per sequence (default: 80)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic split seed (default: 0)")
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluation import peers
     from engine.evaluation.benchmark import DataSpec, prepare_data
     from engine.evaluation.host import host_signature
-    from engine.evaluation.otb import find_sequences
+    from engine.evaluation.otb import find_sequences, load_sequence
+    from engine.evaluation.splits import split_dirs
     from engine.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
     from engine.pipeline import Pipeline
     from engine.settings import get_engine_settings
@@ -118,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
     pipeline = Pipeline.from_bundle(bundle, backend=args.backend or settings.backend, threads=args.threads or settings.threads)
-    spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
-    sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
+    if args.split == "select":
+        sequences = [load_sequence(d) for d in split_dirs(shared_dir() / "data" / "real-train", "select")]
+    else:
+        spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
+        sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
     for name in OPTIONAL_TRACKER_SETTINGS:
         if getattr(args, name) is not None:
@@ -136,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         rows = tune(pipeline, sequences, grid, deblur, bar.update)
 
     manifest = pipeline.bundle.manifest
-    print(f"bundle {pipeline.bundle.name} on the synthetic {args.split} split ({len(sequences)} sequences), deblur {args.deblur}; "
+    where = "the real-train select clips" if args.split == "select" else f"the synthetic {args.split} split"
+    print(f"bundle {pipeline.bundle.name} on {where} ({len(sequences)} sequences), deblur {args.deblur}; "
           f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
           + "".join(f", {k} {getattr(manifest.deblur_policy, k)}" for k in DEBLUR_SETTINGS))
     print("objective = (precision@15 + success@0.6) / 2")
@@ -156,11 +163,9 @@ def run(args: argparse.Namespace) -> int:
                   "host": host_signature(), "ranking": rows}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.apply:
-        manifest_path = pipeline.bundle.root / "manifest.json"
-        written = json.loads(manifest_path.read_text())
-        written["tracker"] = {**written.get("tracker", {}), **best_tracker}
+        tuned = pipeline.bundle
+        tuned.manifest.tracker = tuned.manifest.tracker.model_copy(update=best_tracker)
         if best_deblur:
-            written["deblur_policy"] = {**written.get("deblur_policy", {}), **best_deblur}
-        manifest_path.write_text(json.dumps(written, indent=2) + "\n")
-        print(f"wrote {best} into {manifest_path}")
+            tuned.manifest.deblur_policy = tuned.manifest.deblur_policy.model_copy(update=best_deblur)
+        print(f"wrote {best} into {tuned.save()}")
     return 0
