@@ -1,6 +1,6 @@
 """`blurtrack bench`: our tracker, its ablations and the peer trackers (OpenCV CSRT, KCF, NanoTrack
-v2) on the real and the synthetic test sequences in one run; writes a markdown table, JSON and
-PNG plots. Rows, bundles and data sets come from engine/evaluation/bench.toml (or --config)."""
+v2, VitTrack) on the validation clips (the real-train holdout split), the smoke clips and the
+synthetic test sequences in one run; writes a markdown table, JSON and PNG plots. Rows, bundles and data sets come from engine/evaluation/bench.toml (or --config)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _names(value: str) -> list[str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=_names, help="comma-separated data sets from the config (default: all: real,synthetic)")
+    parser.add_argument("--data", type=_names, help="comma-separated data sets from the config (default: all: validation,validation-blurred,smoke,synthetic)")
     parser.add_argument("--trackers", type=_names, help="comma-separated tracker rows from the config (default: all)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: ./bench-results)")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the report here (e.g. BENCHMARKS.md), plots linked relative to it")

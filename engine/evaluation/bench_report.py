@@ -93,7 +93,13 @@ def render_markdown(result: dict[str, Any], meta: dict[str, Any], data_info: dic
     ]
     for data_name in data_names:
         info = data_info[data_name]
-        source = f"synthetic GoPro-style {info.get('split')} split, seed {info.get('seed')}" if info["kind"] == "synthetic" else info["path"]
+        if info["kind"] == "synthetic":
+            source = f"synthetic GoPro-style {info.get('split')} split, seed {info.get('seed')}"
+        elif info.get("split"):
+            blurred = "the blurred clips of " if info.get("blurred_only") else ""
+            source = f"{blurred}the real-train {info['split']} split: {', '.join(info['clips'])}"
+        else:
+            source = info["path"]
         lines += [
             f"## {data_name}: {info['sequences']} sequences, {info['frames']} frames ({source})",
             "",

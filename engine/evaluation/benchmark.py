@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 import tomllib
 from collections.abc import Callable
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BlurtrackError
+from engine.errors import BlurtrackError, DatasetError
 from engine.evaluation import peers
 from engine.evaluation.otb import Sequence, find_sequences
 from engine.evaluation.runner import SequenceRun, evaluate, run_sequence
+from engine.evaluation.splits import BLURRED_CLIPS, split_clips
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class TrackerSpec:
     bundle: str | None = None
     deblur: str = "bundle"
     missing: str = ""
-    opencv: str | None = None  # for kind opencv: csrt | kcf | nanotrack (default: the row's name)
+    opencv: str | None = None  # for kind opencv: csrt | kcf | nanotrack | vittrack (default: the row's name)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,10 @@ class DataSpec:
     name: str
     kind: str  # "otb" | "synthetic"
     path: str | None = None
-    split: str = "test"
+    # synthetic: the photo split; otb: "" for every sequence under path, or a split of the
+    # real-train clips (engine/evaluation/splits.py: train, select, holdout)
+    split: str = ""
+    blurred_only: bool = False  # otb split: only the clips with motion blur (splits.BLURRED_CLIPS)
     sequences: int = 20
     frames: int = 80
     seed: int = 0
@@ -90,12 +95,28 @@ def prepare_data(spec: DataSpec, cache_dir: Path, shared_dir: Path) -> Path:
     """The OTB folder of a data set; the synthetic split is generated once and cached (make_split
     reuses a folder whose parameters match, so a cached split is never re-rendered)."""
     if spec.kind == "otb":
-        return Path(str(spec.path).format(shared=shared_dir)).expanduser()
+        root = Path(str(spec.path).format(shared=shared_dir)).expanduser()
+        return split_folder(spec, root, cache_dir) if spec.split else root
     from engine.data.synth import SYNTH_VERSION, make_split
 
-    out = cache_dir / "synthetic" / f"{spec.split}-v{SYNTH_VERSION}-n{spec.sequences}-f{spec.frames}-seed{spec.seed}"
-    log.info("synthetic %s split: %s (rendered on first use)", spec.split, out)
-    return make_split(spec.split, out, spec.sequences, seed=spec.seed, n_frames=spec.frames)
+    split = spec.split or "test"
+    out = cache_dir / "synthetic" / f"{split}-v{SYNTH_VERSION}-n{spec.sequences}-f{spec.frames}-seed{spec.seed}"
+    log.info("synthetic %s split: %s (rendered on first use)", split, out)
+    return make_split(split, out, spec.sequences, seed=spec.seed, n_frames=spec.frames)
+
+
+def split_folder(spec: DataSpec, root: Path, cache_dir: Path) -> Path:
+    """A folder of links to the clips of one real-train split (or its blurred ones) under root."""
+    names = [n for n in split_clips(spec.split) if not spec.blurred_only or n in BLURRED_CLIPS]
+    folder = cache_dir / "splits" / spec.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name in names:
+        if not (root / name).is_dir():
+            raise DatasetError(f"data set {spec.name}: clip {name} of split {spec.split} is not in {root}")
+        (folder / name).symlink_to((root / name).resolve(), target_is_directory=True)
+    return folder
 
 
 # -- trackers ---------------------------------------------------------------------------------
@@ -148,19 +169,21 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
         if python is None:
             return Contender(spec, reason=f"not available: run `blurtrack bench --setup-peers` ({peers.CONTRIB_REQUIREMENT} in its own venv)")
         details = {"runs_in": "a subprocess in the peers venv", "python": str(python), "package": peers.CONTRIB_REQUIREMENT}
-    elif name == "nanotrack":
+    elif name in peers.MODEL_PEERS:
         import cv2
 
-        if not hasattr(cv2, "TrackerNano_create"):
-            return Contender(spec, reason=f"not available: this cv2 {cv2.__version__} has no TrackerNano")
+        factory, folder, _files = peers.MODEL_PEERS[name]
+        if not hasattr(cv2, factory):
+            return Contender(spec, reason=f"not available: this cv2 {cv2.__version__} has no {factory.removesuffix('_create')}")
         try:
-            peers.nanotrack_files(shared_dir)
+            peers.peer_model_files(name, shared_dir)
         except BlurtrackError as exc:
             return Contender(spec, reason=f"not available: {exc}")
         python = None
-        details = {"runs_in": "this process", "package": f"opencv {cv2.__version__}", "models": str(shared_dir / "peers/nanotrack/v2")}
+        details = {"runs_in": "this process", "package": f"opencv {cv2.__version__}", "models": str(shared_dir / "peers" / folder)}
     else:
-        return Contender(spec, reason=f"not available: no OpenCV tracker named {name!r} (csrt, kcf, nanotrack)")
+        known = ", ".join([*peers.CONTRIB_TRACKERS, *peers.MODEL_PEERS])
+        return Contender(spec, reason=f"not available: no OpenCV tracker named {name!r} ({known})")
     details["threads"] = threads
 
     def run(seq: Sequence, tick: Callable[[int], None]) -> SequenceRun:
@@ -279,5 +302,7 @@ def load_datasets(specs: list[DataSpec], cache_dir: Path, shared_dir: Path) -> t
             "prepare_seconds": round(time.perf_counter() - start, 2),
         }
         if spec.kind == "synthetic":
-            info[spec.name].update(split=spec.split, seed=spec.seed, frames_per_sequence=spec.frames)
+            info[spec.name].update(split=spec.split or "test", seed=spec.seed, frames_per_sequence=spec.frames)
+        elif spec.split:
+            info[spec.name].update(split=spec.split, blurred_only=spec.blurred_only, clips=[s.name for s in sequences])
     return datasets, info

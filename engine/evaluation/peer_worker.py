@@ -1,15 +1,15 @@
-"""Run OpenCV's trackers (CSRT, KCF from opencv-contrib; NanoTrack from the main package) over
+"""Run OpenCV's trackers (CSRT, KCF from opencv-contrib; NanoTrack, VitTrack from the main package) over
 sequences and time only their `init` / `update` calls.
 
 This file imports nothing from blurtrack: the benchmark runs it as a script with the Python of a
 separate venv that holds opencv-contrib-python-headless (that package and the product's
 opencv-python-headless install the same `cv2` module, so they never share an environment), and
-imports it in-process for NanoTrack, which the main package has.
+imports it in-process for NanoTrack and VitTrack, which the main package has.
 
     python peer_worker.py JOB.json RESULT.json      # prints "frames N" progress lines on stdout
 
-JOB.json: {"tracker": "csrt"|"kcf"|"nanotrack", "threads": 2,
-           "nanotrack": {"backbone": PATH, "neckhead": PATH},   # for nanotrack only
+JOB.json: {"tracker": "csrt"|"kcf"|"nanotrack"|"vittrack", "threads": 2,
+           "models": {"backbone": PATH, "neckhead": PATH},   # nanotrack; vittrack: {"net": PATH}
            "sequences": [{"name": str, "frames": [PATH or null, ...], "init_box": [x, y, w, h]}]}
 RESULT.json: {"cv2_version": str, "sequences": [{"name", "boxes": [[x, y, w, h] or null, ...],
               "seconds": float, "frames": int, "timings": [{"total": ms}, ...], "states": [...]}]}
@@ -34,6 +34,8 @@ def available_trackers() -> list[str]:
         names.append("kcf")
     if hasattr(cv2, "TrackerNano_create"):
         names.append("nanotrack")
+    if hasattr(cv2, "TrackerVit_create"):
+        names.append("vittrack")
     return names
 
 
@@ -44,9 +46,13 @@ def create_tracker(name: str, job: dict[str, Any]):
         return cv2.TrackerKCF_create()
     if name == "nanotrack":
         params = cv2.TrackerNano_Params()
-        params.backbone = job["nanotrack"]["backbone"]
-        params.neckhead = job["nanotrack"]["neckhead"]
+        params.backbone = job["models"]["backbone"]
+        params.neckhead = job["models"]["neckhead"]
         return cv2.TrackerNano_create(params)
+    if name == "vittrack":
+        params = cv2.TrackerVit_Params()
+        params.net = job["models"]["net"]
+        return cv2.TrackerVit_create(params)
     raise ValueError(f"unknown OpenCV tracker {name!r}; this cv2 has {available_trackers()}")
 
 

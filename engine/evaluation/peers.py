@@ -1,5 +1,6 @@
 """Peer trackers for the benchmark: OpenCV CSRT and KCF (opencv-contrib, in their own venv, run in
-a subprocess) and NanoTrack v2 (cv2.TrackerNano of the main package, run in this process).
+a subprocess), NanoTrack v2 and VitTrack (cv2.TrackerNano, cv2.TrackerVit of the main package, run
+in this process).
 
 opencv-contrib-python-headless and the product's opencv-python-headless install the same `cv2`
 module; whichever is installed last wins and uninstalling either breaks the other. So contrib
@@ -28,7 +29,12 @@ log = logging.getLogger(__name__)
 #: the contrib wheel of the same OpenCV release as the product's opencv-python-headless
 CONTRIB_REQUIREMENT = "opencv-contrib-python-headless==5.0.0.93"
 CONTRIB_TRACKERS = ("csrt", "kcf")
-NANOTRACK_FILES = {"backbone": "nanotrack_backbone_sim.onnx", "neckhead": "nanotrack_head_sim.onnx"}
+#: OpenCV trackers of the main package that run in this process on model files from the shared
+#: folder: name -> (the cv2 factory, folder under shared/peers, {parameter: file name})
+MODEL_PEERS = {
+    "nanotrack": ("TrackerNano_create", "nanotrack/v2", {"backbone": "nanotrack_backbone_sim.onnx", "neckhead": "nanotrack_head_sim.onnx"}),
+    "vittrack": ("TrackerVit_create", "vittrack", {"net": "vitTracker.onnx"}),
+}
 WORKER = Path(peer_worker.__file__).resolve()
 
 
@@ -90,12 +96,14 @@ def setup_peers_venv(cache_dir: Path | None = None, quiet: bool = True) -> Path:
     return python
 
 
-def nanotrack_files(shared_dir: Path) -> dict[str, str]:
-    folder = shared_dir / "peers" / "nanotrack" / "v2"
-    files = {key: folder / name for key, name in NANOTRACK_FILES.items()}
+def peer_model_files(tracker: str, shared_dir: Path) -> dict[str, str]:
+    """The model files of an in-process OpenCV peer (MODEL_PEERS), by its parameter names."""
+    _factory, folder_name, names = MODEL_PEERS[tracker]
+    folder = shared_dir / "peers" / folder_name
+    files = {key: folder / name for key, name in names.items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise ModelNotFoundError(f"NanoTrack v2 model files not found: {', '.join(missing)}; set BLURTRACK_SHARED_DIR to the shared folder")
+        raise ModelNotFoundError(f"{tracker} model files not found: {', '.join(missing)}; set BLURTRACK_SHARED_DIR to the shared folder")
     return {key: str(p) for key, p in files.items()}
 
 
@@ -108,10 +116,10 @@ def _job(tracker: str, sequences: list[Sequence], threads: int, shared_dir: Path
             for s in sequences
         ],
     }
-    if tracker == "nanotrack":
+    if tracker in MODEL_PEERS:
         if shared_dir is None:
-            raise ModelNotFoundError("NanoTrack needs the shared folder with peers/nanotrack/v2")
-        job["nanotrack"] = nanotrack_files(shared_dir)
+            raise ModelNotFoundError(f"{tracker} needs the shared folder with peers/{MODEL_PEERS[tracker][1]}")
+        job["models"] = peer_model_files(tracker, shared_dir)
     return job
 
 
