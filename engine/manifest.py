@@ -111,7 +111,7 @@ class TrackerConfig(BaseModel):
 
 class DeblurConfig(BaseModel):
     """When the deblur network runs: `on` every frame, `off` never, `auto` when the crop's blur
-    score (variance of the Laplacian of the grey crop; lower is blurrier) is below blur_threshold,
+    score (engine.deblur.blur_score; lower is blurrier) is below blur_threshold,
     and, in `auto`, also when the tracker is unsure: a frame whose best score on the crop as it
     came is below rescue_score is tracked again on the deblurred crop, and the surer of the two
     answers is kept (0 never rescues). Where it runs, the search network sees strength x the
