@@ -462,7 +462,7 @@ def make_split(
         "size": list(size),
         "images": [p.name for p in pool],
     }
-    # Runs side by side (finetune_round.sh) ask for the same split at once: one renders while the
+    # Runs side by side (training runs, benches) ask for the same split at once: one renders while the
     # others wait, then find it complete. Without the lock a reader could catch the manifest being
     # rewritten, take the split for stale and delete it under the others.
     with FileLock(out / ".synth.lock"):

@@ -198,7 +198,7 @@ def _make_small_split(args):
 
 
 def test_make_split_side_by_side_renders_once_for_all(tmp_path):
-    """finetune_round.sh starts several runs on one split at once: none may find it half-written,
+    """Runs started side by side ask for one split at once: none may find it half-written,
     take it for stale and delete it under the others (stop 15 lost a CONFIRM run that way)."""
     import multiprocessing
 
