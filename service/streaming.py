@@ -21,7 +21,7 @@ from engine.geometry import parse_box
 from engine.pipeline import TrackResult
 from service.config import ServiceSettings
 from service.errors import WS_NORMAL, ApiError
-from service.frames import check_frame_bytes
+from service.frames import check_frame
 from service.metrics import ServiceMetrics
 from service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
 from service.worker import InferenceWorker
@@ -146,8 +146,8 @@ class StreamConnection:
         self.metrics.frames_received.inc()
         seq = session.frames_received
         try:
-            # Size is checked here, before the slot; the pixel limit and decoding in the worker.
-            check_frame_bytes(data, self.settings.max_frame_bytes)
+            # Every limit is checked here, on the header, before the frame takes the slot; decoding in the worker.
+            check_frame(data, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
         except ApiError as exc:
             await self._fail_frame(seq, exc)
             return

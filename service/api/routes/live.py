@@ -18,7 +18,7 @@ from engine.errors import DatasetError
 from engine.evaluation.otb import Sequence, find_sequences
 from service.api.deps import State, require_api_key
 from service.errors import ApiError
-from service.frames import image_size
+from service.image_header import image_size
 from service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
 from service.sessions import Session
 

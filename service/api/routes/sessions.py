@@ -13,7 +13,7 @@ from engine.geometry import parse_box
 from engine.pipeline import Pipeline
 from service.api.deps import State, require_api_key
 from service.errors import WS_ENDED, ApiError
-from service.frames import check_frame_bytes
+from service.frames import check_frame
 from service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
 from service.sessions import Session
 
@@ -71,7 +71,7 @@ async def create_session(
     except InvalidBoxError as exc:
         raise ApiError(400, "invalid_box", str(exc)) from exc
     data = await frame.read(state.settings.max_frame_bytes + 1)
-    check_frame_bytes(data, state.settings.max_frame_bytes)
+    check_frame(data, state.settings.max_frame_bytes, state.settings.max_frame_pixels)  # before the worker decodes
 
     state.registry.reserve()
     try:
