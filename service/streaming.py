@@ -16,14 +16,13 @@ from datetime import UTC, datetime
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from engine.errors import InvalidBoxError
-from engine.geometry import parse_box
 from engine.pipeline import TrackResult
 from service.config import ServiceSettings
 from service.errors import WS_NORMAL, ApiError
 from service.frames import check_frame
 from service.metrics import ServiceMetrics
 from service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
+from service.validation import parse_control
 from service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,8 @@ class StreamConnection:
             return
         async with self._send_lock:  # the receive loop and the processing task both send
             try:
-                await self.ws.send_text(json.dumps(message))
+                # allow_nan=False: NaN or Infinity is not JSON; results are checked before this
+                await self.ws.send_text(json.dumps(message, allow_nan=False))
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self._open = False
 
@@ -156,25 +156,16 @@ class StreamConnection:
             self.metrics.frames_dropped.inc()
 
     async def _on_text(self, text: str) -> bool:
-        """Handle a control message; True means the client asked to close."""
+        """Handle a control message; True means the client asked to close. A bad message gets an
+        error and the stream goes on."""
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
-            message = None
-        kind = message.get("type") if isinstance(message, dict) else None
+            kind, box = parse_control(text)
+        except ApiError as exc:
+            await self._send_error(exc.code, exc.message)
+            return False
         if kind == "close":
             return True
-        if kind == "reinit":
-            try:
-                self.session.reinit_box = parse_box(message.get("box") or "")
-            except InvalidBoxError as exc:
-                await self._send_error("invalid_box", f"reinit ignored: {exc}")
-            return False
-        await self._send_error(
-            "invalid_message",
-            "frames are binary messages (JPEG or PNG bytes); the only text messages are "
-            '{"type":"reinit","box":[x,y,w,h]} and {"type":"close"}',
-        )
+        self.session.reinit_box = box
         return False
 
     async def _process_loop(self) -> None:
