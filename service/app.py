@@ -18,13 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from blurtrack import __version__
 from service.api.routes import health, live, sessions, stream
 from service.config import ServiceSettings
 from service.errors import WS_EXPIRED, WS_INTERNAL, ApiError, StreamRejected
+from service.limits import BodyGuard, ConnectionCap
 from service.state import ServiceState
 
 log = logging.getLogger("service")
@@ -65,31 +65,6 @@ def _redact_tokens_in_server_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactQueryToken) for f in logger.filters):
             logger.addFilter(RedactQueryToken())
-
-
-class BodySizeLimit:
-    """Refuse HTTP bodies that announce more than `limit` bytes before anything parses them
-    (the multipart parser would otherwise spool any size to disk)."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                response = JSONResponse(
-                    {
-                        "detail": f"request body of {int(length)} bytes is over this server's limit of {self.limit} "
-                        "(BLURTRACK_MAX_FRAME_BYTES plus form overhead): send a smaller frame",
-                        "code": "frame_too_large",
-                    },
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 async def _expire_idle_sessions(state: ServiceState) -> None:
@@ -182,6 +157,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(live.page_router)
     app.mount("/static", StaticFiles(directory=live.STATIC_DIR), name="static")
     app.state.demo = live.DemoCatalog(settings.demo_dir)
-    # 64 KiB covers the multipart framing, the box and the options around the frame.
-    app.add_middleware(BodySizeLimit, limit=settings.max_frame_bytes + 64 * 1024)
+    # The last added runs first: a request takes a connection slot, then its body is read whole.
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(ConnectionCap, limit=settings.max_connections)
     return app

@@ -32,6 +32,9 @@ def uvicorn_config(settings: ServiceSettings) -> uvicorn.Config:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=5,
+        # A backstop for what the app never sees (idle sockets that send no request): past it
+        # uvicorn answers a plain-text 503. The app's own cap (max_connections) answers JSON first.
+        limit_concurrency=settings.max_connections + 32,
         proxy_headers=True,
     )
 
