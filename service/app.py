@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from blurtrack import __version__
 from service.api.routes import health, live, sessions, stream
 from service.config import ServiceSettings
-from service.errors import WS_EXPIRED, WS_INTERNAL, ApiError, StreamRejected
+from service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected
 from service.limits import BodyGuard, ConnectionCap
 from service.state import ServiceState
 
@@ -80,6 +80,26 @@ async def _expire_idle_sessions(state: ServiceState) -> None:
                 log.exception("expiring session %s failed", session.id)
 
 
+SHUTDOWN_MESSAGE = "the server is shutting down: open a new session (on another replica, or here in a few seconds)"
+
+
+async def drain(state: ServiceState) -> None:
+    """The first step of a shutdown, before the server closes any connection: /readyz turns 503
+    and new sessions and streams are refused; after `shutdown_delay_s` (for load balancers to
+    notice) every stream's frames in flight are answered, then it gets a `session_shutdown`
+    error and close code 1001 (going away)."""
+    if state.draining:
+        return
+    state.draining = True
+    sessions = state.registry.all()
+    log.info("shutting down: /readyz is 503; %d sessions end in %g s", len(sessions), state.settings.shutdown_delay_s)
+    await asyncio.sleep(state.settings.shutdown_delay_s)
+    await asyncio.gather(
+        *(state.registry.end(s, "shutdown", WS_GOING_AWAY, SHUTDOWN_MESSAGE, finish=True) for s in state.registry.all()),
+        return_exceptions=True,
+    )
+
+
 async def _load(state: ServiceState) -> None:
     await state.worker.load()
     if state.worker.pipeline is not None:
@@ -104,8 +124,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await expiry
         await loader
-        for session in state.registry.all():
-            await state.registry.end(session, "shutdown", 1001, "the server is shutting down")
+        for session in state.registry.all():  # when served without service.server.Server (no drain ran)
+            await state.registry.end(session, "shutdown", WS_GOING_AWAY, SHUTDOWN_MESSAGE)
         await asyncio.to_thread(state.worker.shutdown)
 
 

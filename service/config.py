@@ -39,6 +39,10 @@ class ServiceSettings(BaseSettings):
         None, ge=1, description="largest WebSocket message; past it the server closes the stream (1009). Default: see ws_max_message_bytes"
     )
 
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, description="on shutdown, /readyz is 503 this long before streams are finished and closed (1001)"
+    )
+
     # -- security -----------------------------------------------------------------------------
     api_key: SecretStr | None = Field(
         None, description="when set, every call needs `Authorization: Bearer <key>` (or ?token= on the WebSocket)"

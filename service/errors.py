@@ -11,6 +11,7 @@ from engine.errors import BlurtrackError, InvalidBoxError, InvalidFrameError, Mo
 
 # WebSocket close codes (4000-4999 are free for applications; 4xxx mirrors the HTTP status).
 WS_NORMAL = 1000
+WS_GOING_AWAY = 1001  # the server is shutting down
 WS_INTERNAL = 1011
 WS_TRY_AGAIN = 1013
 WS_UNAUTHORIZED = 4401

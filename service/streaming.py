@@ -8,6 +8,7 @@ result. A bad frame or message gets an error message and the stream goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,6 +27,8 @@ from service.validation import parse_control
 from service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+
+FINISH_TIMEOUT_S = 10.0  # at shutdown, the most a stream waits for its frames in flight
 
 
 class StreamConnection:
@@ -50,6 +53,8 @@ class StreamConnection:
         self._preview_tasks: set[asyncio.Task] = set()
         self._pending_preview: tuple[int, np.ndarray, TrackResult] | None = None
         self._flush_task: asyncio.Task | None = None
+        self._processor: asyncio.Task | None = None
+        self._terminated: asyncio.Event | None = None  # set once terminate() has closed the socket
 
     # -- sending ---------------------------------------------------------------------------
     async def _send(self, message: dict) -> None:
@@ -73,18 +78,28 @@ class StreamConnection:
         self.metrics.frames_failed.labels(reason=error.code).inc()
         await self._send_error(error.code, error.message, seq)
 
-    async def terminate(self, close_code: int, code: str, message: str) -> None:
-        """Called when the session ends under the stream (deleted, expired, server stopping)."""
-        self.slot.close()
-        self._drop_waiting()
-        await self._send_error(code, message)
-        await self._close(close_code)
+    async def terminate(self, close_code: int, code: str, message: str, finish: bool = False) -> None:
+        """Called when the session ends under the stream (deleted, expired, server stopping).
+        With `finish` (shutdown), the frame being tracked and the one waiting are answered first;
+        frames that arrive meanwhile are dropped."""
+        self._terminated = asyncio.Event()
+        try:
+            self.slot.close()
+            if finish and self._processor is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._processor), FINISH_TIMEOUT_S)
+            else:
+                self._drop_waiting()
+            await self._send_error(code, message)
+            await self._close(close_code, code)
+        finally:
+            self._terminated.set()
 
-    async def _close(self, close_code: int) -> None:
+    async def _close(self, close_code: int, reason: str = "") -> None:
         if self._open and self.ws.application_state == WebSocketState.CONNECTED:
             self._open = False
             try:
-                await self.ws.close(close_code)
+                await self.ws.close(close_code, reason[:120])  # a close reason is at most 123 bytes
             except (RuntimeError, OSError):
                 pass
         self._open = False
@@ -99,7 +114,7 @@ class StreamConnection:
         session = self.session
         session.stream = self
         session.touch()
-        processor = asyncio.create_task(self._process_loop(), name=f"stream-{session.id}")
+        processor = self._processor = asyncio.create_task(self._process_loop(), name=f"stream-{session.id}")
         closed_by_client = False
         try:
             closed_by_client = await self._receive_loop()
@@ -114,11 +129,13 @@ class StreamConnection:
                 await processor
                 if self._preview_tasks:
                     await asyncio.gather(*self._preview_tasks, return_exceptions=True)
+                if self._terminated is not None:  # let terminate() send its message and close code first
+                    await self._terminated.wait()
             finally:
                 session.stream = None
         if closed_by_client:
             await self.registry.end(session, "closed", WS_NORMAL, "closed by the client")
-            await self._close(WS_NORMAL)
+            await self._close(WS_NORMAL, "closed")
 
     async def _receive_loop(self) -> bool:
         """Returns True when the client sent {"type": "close"}, False when the socket went away."""
