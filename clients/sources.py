@@ -17,6 +17,7 @@ class FrameSource:
     frames: Iterator[np.ndarray]  # BGR uint8
     fps: float
     live: bool  # a camera: frames come at its own pace and cannot be replayed
+    total: int | None = None  # frames the source holds, when it can tell (not a camera)
 
 
 def open_source(spec: str, default_fps: float = 30.0, max_frames: int | None = None) -> FrameSource:
@@ -33,6 +34,7 @@ def open_source(spec: str, default_fps: float = 30.0, max_frames: int | None = N
             raise FileNotFoundError(f"{spec!r} is not a camera index, an image folder or a video file")
     if max_frames is not None:
         source.frames = _take(source.frames, max_frames)
+        source.total = max_frames if source.total is None else min(source.total, max_frames)
     return source
 
 
@@ -67,7 +69,8 @@ def _video(path: Path, default_fps: float) -> FrameSource:
     if not capture.isOpened():
         raise OSError(f"OpenCV cannot open video {path}: give an .mp4/.avi file, an image folder or a camera index")
     fps = capture.get(cv2.CAP_PROP_FPS) or default_fps
-    return FrameSource(_capture_frames(capture), fps, live=False)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return FrameSource(_capture_frames(capture), fps, live=False, total=count if count > 0 else None)
 
 
 def _image_folder(path: Path, default_fps: float) -> FrameSource:
@@ -82,4 +85,4 @@ def _image_folder(path: Path, default_fps: float) -> FrameSource:
                 raise OSError(f"could not read image {file}")
             yield image
 
-    return FrameSource(read(), default_fps, live=False)
+    return FrameSource(read(), default_fps, live=False, total=len(files))
