@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 
+import cv2
 import httpx
 import numpy as np
 import websockets
@@ -76,7 +77,9 @@ class Annotator:
             self._write(self.pending.pop(i), "dropped")
         self.video.close()
 
-    def _write(self, frame: np.ndarray, state: str, label: str | None = None) -> None:
+    def _write(self, frame: np.ndarray | bytes, state: str, label: str | None = None) -> None:
+        if isinstance(frame, bytes):  # a file sent as it is: decoded only here, for the video
+            frame = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR)
         if self.last is not None:
             box, last_state = self.last
             frame = draw_box(frame, box, "dropped" if state == "dropped" else last_state, label)
@@ -88,7 +91,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def stream_command(args: argparse.Namespace) -> int:
-    source = open_source(args.source, max_frames=args.max_frames)
+    source = open_source(args.source, max_frames=args.max_frames, encoded=True)  # JPEG/PNG files go as they are
     fps = args.fps or source.fps
     annotator = Annotator(args.out, fps) if args.out else None
     frames = annotator.keep(source.frames) if annotator else source.frames
