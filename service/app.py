@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -162,7 +163,9 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     _redact_tokens_in_server_logs()
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI / ReDoc from the package's own files (under
+    # /static-offline-docs), not from a CDN, so they work on a robot's network without internet.
+    app = FastAPIOffline(
         title="blurtrack",
         version=__version__,
         description=DESCRIPTION,
