@@ -18,13 +18,14 @@ from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketState
 
 from blurtrack import __version__
 from service.api.routes import health, live, sessions, stream
 from service.config import ServiceSettings
-from service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected
+from service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected, excerpt
 from service.limits import BodyGuard, ConnectionCap
 from service.state import ServiceState
 
@@ -149,6 +150,21 @@ async def _stream_rejected(websocket: WebSocket, exc: Exception) -> None:
         await websocket.close(exc.close_code)
 
 
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "frame_too_large"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown path, wrong method, unparsable body) in our shape: with a code."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    detail = str(exc.detail)
+    if exc.status_code == 404:
+        detail = f"no route {excerpt(request.url.path)}: see /docs for the HTTP API and service/API.md for the stream"
+    elif exc.status_code == 400:
+        detail = f"{detail}: send the body this call expects (see /docs)"
+    return JSONResponse({"detail": detail, "code": code}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
@@ -170,7 +186,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
-        exception_handlers={ApiError: _api_error, StreamRejected: _stream_rejected, RequestValidationError: _invalid_request},
+        exception_handlers={
+            ApiError: _api_error,
+            StreamRejected: _stream_rejected,
+            RequestValidationError: _invalid_request,
+            StarletteHTTPException: _http_error,
+        },
     )
     app.state.service = ServiceState.build(settings)
     app.include_router(health.router)

@@ -100,7 +100,7 @@ class StreamConnection:
             self._open = False
             try:
                 await self.ws.close(close_code, reason[:120])  # a close reason is at most 123 bytes
-            except (RuntimeError, OSError):
+            except (WebSocketDisconnect, RuntimeError, OSError):  # the client left first
                 pass
         self._open = False
 

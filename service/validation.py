@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from engine.geometry import Box
-from service.errors import ApiError
+from service.errors import ApiError, excerpt
 from service.schemas import SessionOptions
 
 MAX_BOX_CHARS = 200  # "x,y,w,h" with generous decimals
@@ -23,15 +23,6 @@ MAX_COORD = 65535.0  # the largest side a JPEG can have; anything past it is not
 MIN_SIDE = 1.0  # pixels: the tracker's crop is scaled by 1 / side
 
 BOX_HELP = 'a box is four numbers "x,y,w,h": finite, in frame pixels (top-left corner), w and h at least 1'
-
-
-def excerpt(value: Any, limit: int = 40) -> str:
-    """A short, printable excerpt of what the caller sent (never the whole of a large input)."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) <= limit:
-        return repr(text) if isinstance(value, str) else text
-    shown = repr(text[:limit]) if isinstance(value, str) else text[:limit]
-    return f"{shown}... ({len(text)} characters)"
 
 
 # -- JSON, bounded ---------------------------------------------------------------------------

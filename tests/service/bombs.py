@@ -67,3 +67,16 @@ def bombs(cache_dir: Path) -> dict[str, bytes]:
             path.write_bytes(make_bomb(fmt))
         out[fmt] = path.read_bytes()
     return out
+
+
+def bomb_headers(width: int = SIDE, height: int = SIDE) -> dict[str, bytes]:
+    """Small images whose headers were rewritten to declare width x height (quick to make; the
+    data does not match, so only a check on the header refuses them for the right reason)."""
+    small = np.zeros((8, 8, 3), np.uint8)
+    png = bytearray(cv2.imencode(".png", small)[1].tobytes())
+    png[16:24] = struct.pack(">II", width, height)
+    jpeg = bytearray(cv2.imencode(".jpg", small)[1].tobytes())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    webp = b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00" + bytes(4) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return {"png": bytes(png), "jpeg": bytes(jpeg), "webp": webp, "bmp": bmp_bomb(width, height), "tiff": _encoded(".tiff", [], 8, 8)}

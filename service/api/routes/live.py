@@ -19,11 +19,10 @@ from starlette.requests import HTTPConnection
 from engine.errors import DatasetError
 from engine.evaluation.otb import Sequence, find_sequences
 from service.api.deps import State, require_api_key
-from service.errors import ApiError
+from service.errors import ApiError, excerpt
 from service.image_header import image_size
 from service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
 from service.sessions import Session
-from service.validation import excerpt
 
 log = logging.getLogger(__name__)
 
