@@ -103,3 +103,15 @@ def test_the_label_is_drawn_once_in_one_box():
     assert changed.size
     assert changed[:, 1].max() <= LABEL_X + text_w + 3 and changed[:, 1].min() >= LABEL_X - 3
     assert changed[:, 0].max() <= LABEL_Y + baseline + 1 and changed[:, 0].min() >= LABEL_Y - text_h - 3
+
+
+def test_track_refuses_a_box_of_a_fraction_of_a_pixel(test_bundle, tmp_path):
+    """A 1e-300 box crashed the crop with ZeroDivisionError (a 500 in the service)."""
+    _write_sequence(tmp_path / "seq", n=2)
+    result = subprocess.run(
+        [sys.executable, "-m", "blurtrack", "track", str(tmp_path / "seq"), "--box", "10,10,1e-300,1e-300",
+         "--bundle", str(test_bundle), "--backend", "onnxruntime"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "at least 1 pixel" in result.stderr and "Traceback" not in result.stderr
