@@ -1,5 +1,5 @@
 """The demo catalog's folder scans run off the event loop. A request for an unknown sequence name
-makes the catalog rescan the folder; here the scan is slow (a ground-truth file of 500000 lines),
+makes the catalog rescan the folder; here the scan is slow (a ground-truth file of 1000000 lines),
 and a frame sent on a stream while it runs is answered before the scan ends. The scan used to run
 on the event loop, stalling every session for as long as it took."""
 
@@ -18,7 +18,7 @@ def test_a_slow_catalog_scan_does_not_stall_streams(start_server, sequence, tmp_
     slow = tmp_path / "slow"
     (slow / "img").mkdir(parents=True)
     (slow / "img" / "0001.jpg").write_bytes(sequence.jpegs[0])
-    (slow / "groundtruth_rect.txt").write_text("10,10,20,20\n" * 500_000)
+    (slow / "groundtruth_rect.txt").write_text("10,10,20,20\n" * 1_000_000)
 
     with start_server(demo_dir=tmp_path) as server:
         session_id = new_session(server, sequence)
@@ -28,7 +28,7 @@ def test_a_slow_catalog_scan_does_not_stall_streams(start_server, sequence, tmp_
                 await ws.send(sequence.jpegs[1])
                 await recv_json(ws)
                 lookup = asyncio.create_task(http.get("/v1/demo/sequences/no-such/frames/0"))  # starts a rescan
-                await asyncio.sleep(0.2)  # let the request reach the server (not a timing assertion)
+                await asyncio.sleep(0.1)  # let the request reach the server (not a timing assertion)
                 await ws.send(sequence.jpegs[2])
                 during = await recv_json(ws)
                 scan_still_running = not lookup.done()

@@ -17,7 +17,7 @@ from clients.client import BlurtrackClient, Reconnected, Result, StreamLost
 from engine.render import render_moving_target
 from service.server import BackgroundServer
 
-from .conftest import settings_for
+from .conftest import metric_samples, settings_for
 
 N_FRAMES = 150
 
@@ -85,8 +85,7 @@ def test_cli_with_reconnect_resumes_after_a_restart(test_bundle, clip, clip_dir,
         assert "reconnected (try" in captured.err and "new session" in captured.err
         assert "1 reconnects" in captured.out
         assert f"frame {N_FRAMES - 1:5d}" in captured.out, "the last frame was tracked on the new server"
-        created = second.app.state.service.metrics.sessions_created._value.get()
-        assert created == 1
+        assert metric_samples(second)["blurtrack_sessions_created_total"] == 1  # the one reopened session
     finally:
         second.stop()
 
