@@ -21,6 +21,9 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # Markers that stand alone, without a length field.
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}
+# Real files have a few dozen segments before the frame header; a file of thousands of tiny ones
+# would only make the (event-loop) header scan slow.
+_JPEG_MAX_SEGMENTS = 512
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ def _png_size(data: bytes) -> tuple[int | None, int | None]:
 
 def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
     i = 2
-    while i + 4 <= len(data):
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        if i + 4 > len(data):
+            break
         if data[i] != 0xFF:
             return _NO_SIZE
         marker = data[i + 1]

@@ -142,9 +142,16 @@ def test_bombs_on_the_stream_get_errors_and_the_stream_goes_on(server, sequence,
     assert codes == [*expected, ("result", None, len(bomb_files) + 1)]
 
 
+def _many_segments_jpeg() -> bytes:
+    """A valid 320x240 JPEG with 5000 empty comment segments before its frame header."""
+    jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))[1].tobytes()
+    return jpeg[:2] + b"\xff\xfe\x00\x02" * 5000 + jpeg[2:]
+
+
 @pytest.mark.parametrize(
     ("data", "status", "code"),
     [
+        (_many_segments_jpeg(), 400, "invalid_frame"),  # a slow header scan on the event loop: refused
         # a WebP that only declares its 16000x16000 canvas: refused on the header, not "could not decode"
         (b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00" + (15999).to_bytes(3, "little") * 2, 413, "frame_too_large"),
         (b"GIF89a" + bytes(20), 415, "unsupported_format"),
