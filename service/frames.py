@@ -16,7 +16,7 @@ from service.image_header import ACCEPTED_FORMATS, ImageHeader, image_size, read
 
 __all__ = ["check_frame", "check_frame_bytes", "decode_frame", "image_size"]
 
-_FORMATS = ", ".join(ACCEPTED_FORMATS)
+_FORMATS = ", ".join(ACCEPTED_FORMATS[:-1]) + " or " + ACCEPTED_FORMATS[-1]
 
 
 def check_frame_bytes(data: bytes, max_bytes: int) -> None:
@@ -42,12 +42,16 @@ def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
     frame_too_large, 415 unsupported_format."""
     check_frame_bytes(data, max_bytes)
     header = read_header(data)
-    if header.format is None:
+    if header.format is None and header.other is not None:
         raise ApiError(
             415,
             "unsupported_format",
-            f"the frame is not {_FORMATS} (its first bytes match none of them): send one of those formats "
-            "(other formats are refused because their size cannot be checked before decoding)",
+            f"the frame is {header.other}: send {_FORMATS} (other formats are refused because their size "
+            "cannot be checked before decoding)",
+        )
+    if header.format is None:
+        raise ApiError(
+            400, "invalid_frame", f"could not decode the frame ({len(data)} bytes): its first bytes are not those of a {_FORMATS} image"
         )
     if header.size is None:
         raise ApiError(

@@ -26,11 +26,22 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}
 _JPEG_MAX_SEGMENTS = 512
 
 
+# Image formats OpenCV may decode but whose size is not read here: recognised, to be refused by
+# name (anything else is simply not an image).
+_OTHER_SIGNATURES = (
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"GIF8", "GIF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"v/1\x01", "OpenEXR"), (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"),
+    (b"\x59\xa6\x6a\x95", "Sun raster"), (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    *((f"P{i}".encode(), "PNM") for i in range(1, 8)), (b"PF", "PFM"), (b"Pf", "PFM"),
+)
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     format: str | None  # one of ACCEPTED_FORMATS, or None when the signature is not one of them
     width: int | None = None  # None when the header of an accepted format is cut short or broken
     height: int | None = None
+    other: str | None = None  # with format None: the name of another image format it looks like
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -47,7 +58,9 @@ def read_header(data: bytes) -> ImageHeader:
         return ImageHeader("WebP", *_webp_size(data))
     if data.startswith(b"BM"):
         return ImageHeader("BMP", *_bmp_size(data))
-    return ImageHeader(None)
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return ImageHeader(None, other="AVIF/HEIF")
+    return ImageHeader(None, other=next((name for sig, name in _OTHER_SIGNATURES if data.startswith(sig)), None))
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
