@@ -12,11 +12,12 @@ import os
 import sys
 from collections.abc import Iterator
 
+import cv2
 import httpx
 import numpy as np
 import websockets
 
-from clients.client import BlurtrackClient, Result, ServerError, StreamError
+from clients.client import BlurtrackClient, Reconnected, Result, ServerError, StreamError, StreamLost
 from clients.drawing import VideoWriter, draw_box
 from clients.sources import open_source
 
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--deblur", choices=("on", "off", "auto"), default=None, help="deblur policy of the session")
     stream.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     stream.add_argument("--jpeg-quality", type=int, default=90)
+    stream.add_argument(
+        "--reconnect", type=int, default=0, metavar="N",
+        help="when the stream is lost (server restart, network), open a new session from the last frame and box "
+        "and go on, up to N tries in a row with growing pauses (0.5 s, 1 s, 2 s, ... at most 8 s); default 0: a lost "
+        "stream is an error",
+    )
     stream.add_argument("--quiet", action="store_true", help="print only the summary")
     return parser
 
@@ -70,7 +77,9 @@ class Annotator:
             self._write(self.pending.pop(i), "dropped")
         self.video.close()
 
-    def _write(self, frame: np.ndarray, state: str, label: str | None = None) -> None:
+    def _write(self, frame: np.ndarray | bytes, state: str, label: str | None = None) -> None:
+        if isinstance(frame, bytes):  # a file sent as it is: decoded only here, for the video
+            frame = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR)
         if self.last is not None:
             box, last_state = self.last
             frame = draw_box(frame, box, "dropped" if state == "dropped" else last_state, label)
@@ -82,17 +91,29 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def stream_command(args: argparse.Namespace) -> int:
-    source = open_source(args.source, max_frames=args.max_frames)
+    source = open_source(args.source, max_frames=args.max_frames, encoded=True)  # JPEG/PNG files go as they are
     fps = args.fps or source.fps
     annotator = Annotator(args.out, fps) if args.out else None
     frames = annotator.keep(source.frames) if annotator else source.frames
     options = {"deblur": args.deblur} if args.deblur else None
-    results, errors, dropped = 0, 0, 0
+    results, errors, dropped, reconnects = 0, 0, 0, 0
     server_ms: list[float] = []
     rtt_ms: list[float] = []
     try:
         async with BlurtrackClient(args.server, api_key=args.api_key) as client:
-            async for index, message in client.track(frames, args.box, mode=args.mode, fps=fps, options=options, jpeg_quality=args.jpeg_quality):
+            track = client.track(
+                frames, args.box, mode=args.mode, fps=fps, options=options, jpeg_quality=args.jpeg_quality, reconnect=args.reconnect
+            )
+            async for index, message in track:
+                if isinstance(message, Reconnected):
+                    reconnects += 1
+                    x, y, w, h = message.box
+                    print(
+                        f"blurtrack-client: {message.reason}; reconnected (try {message.attempt}): new session "
+                        f"{message.session_id} from frame {message.from_index} at box {x:.1f},{y:.1f},{w:.1f},{h:.1f}",
+                        file=sys.stderr,
+                    )
+                    continue
                 if isinstance(message, StreamError):
                     errors += 1
                     print(f"frame {index:5d} error {message.code}: {message.message}", file=sys.stderr)
@@ -112,6 +133,15 @@ async def stream_command(args: argparse.Namespace) -> int:
                         f"score {message.score:.3f} {message.state:8s} dropped {message.dropped:4d} "
                         f"server {message.latency_ms.get('total', 0.0):6.1f} ms rtt {message.rtt_ms or 0.0:6.1f} ms"
                     )
+    except StreamLost as exc:
+        left = f"{source.total - exc.frames_read} frames left unsent" if source.total is not None else "the rest of the source unsent"
+        hint = "" if args.reconnect else "; --reconnect N resumes on a new session"
+        print(
+            f"blurtrack-client: the stream was lost: {exc}. {results} results received; frames after {exc.last_answered} "
+            f"have no box ({exc.frames_read - 1 - exc.last_answered} sent without an answer), {left}{hint}",
+            file=sys.stderr,
+        )
+        return 3
     except ServerError as exc:
         print(f"blurtrack-client: the server refused: {exc}", file=sys.stderr)
         return 2
@@ -122,7 +152,7 @@ async def stream_command(args: argparse.Namespace) -> int:
         if annotator:
             annotator.close()
     print(
-        f"{results} results, {dropped} frames dropped by the server, {errors} errors; "
+        f"{results} results, {dropped} frames dropped by the server, {errors} errors, {reconnects} reconnects; "
         f"server latency p50 {_percentile(server_ms, 50):.1f} ms p95 {_percentile(server_ms, 95):.1f} ms; "
         f"round trip p50 {_percentile(rtt_ms, 50):.1f} ms p95 {_percentile(rtt_ms, 95):.1f} ms"
         + (f"; annotated video: {args.out}" if args.out else "")

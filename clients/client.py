@@ -104,6 +104,7 @@ class TrackStream:
         self._next_seq = first_seq
         self._sent_at: dict[int, float] = {}
         self._ws: Any = None
+        self.close_requested = False  # a close after this, with code 1000, is the normal end
 
     async def __aenter__(self) -> Self:
         # compression=None: JPEG frames do not compress, and deflating them costs more CPU than tracking.
@@ -158,6 +159,7 @@ class TrackStream:
     async def request_close(self) -> None:
         """Ask the server to close: it answers the frame still waiting, ends the session and closes
         the socket (keep calling receive() until it raises ConnectionClosed)."""
+        self.close_requested = True
         await self._ws.send(json.dumps({"type": "close"}))
 
     async def close(self) -> list[Result | StreamError]:
@@ -235,57 +237,171 @@ class BlurtrackClient:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self._http.cookies.items())
         return TrackStream(ws_base + path, headers, first_seq=first_seq)
 
+
     async def track(
         self,
-        frames: Iterable[np.ndarray],
+        frames: Iterable[np.ndarray | bytes],
         box: BoxLike,
         mode: Mode = "lockstep",
         fps: float = 30.0,
         options: dict | None = None,
         jpeg_quality: int = 90,
-    ) -> AsyncIterator[tuple[int, Result | StreamError]]:
-        """Track `box` through `frames` (BGR images; the first one opens the session).
+        reconnect: int = 0,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+    ) -> AsyncIterator[tuple[int, Result | StreamError | Reconnected]]:
+        """Track `box` through `frames` (BGR images or encoded bytes; the first opens the session).
 
         Yields (frame index, message) as answers arrive: index 0 is the opening frame with the
         given box. In realtime mode frames the server dropped get no message. The session is
-        closed at the end."""
+        closed at the end.
+
+        A stream that ends without our `close` (server restart, network) raises StreamLost; with
+        `reconnect` > 0 it is retried that many times in a row, after backoff_s, 2 x backoff_s, ...
+        (at most max_backoff_s): a new session is opened on the last frame that got a box, with
+        that box, a Reconnected message is yielded, and tracking goes on. In lockstep mode the
+        frame whose answer was lost is sent again, so every frame still gets a box."""
         if mode not in ("lockstep", "realtime"):
             raise ValueError(f"mode is lockstep or realtime, not {mode!r}")
-        iterator = iter(frames)
-        first = await asyncio.to_thread(next, iterator, None)
+        feed = _Feed(iter(frames))
+        first = await feed.next()
         if first is None:
             return
-        session = await self.open_session(first, box, options, jpeg_quality)
+        session = await self.open_session(first[1], box, options, jpeg_quality)
+        anchor = (0, first[1], _box_tuple(box))  # the last frame with a box: where a new session starts
         yield 0, Result(0, session.first_box, 1.0, "tracking", 0, {})
-        async with self.stream(session) as stream:
-            steps = _lockstep(stream, iterator, jpeg_quality) if mode == "lockstep" else _realtime(stream, iterator, fps, jpeg_quality)
-            async for item in steps:
-                yield item
+        failures = 0
+        while True:
+            try:
+                async with self.stream(session) as stream:
+                    steps = _lockstep(stream, feed, jpeg_quality) if mode == "lockstep" else _realtime(stream, feed, fps, jpeg_quality)
+                    async for index, message in steps:
+                        if isinstance(message, Result) and message.seq > 0:
+                            frame = feed.answered(index)
+                            if frame is not None:
+                                anchor = (index, frame, message.box)
+                            failures = 0
+                        yield index, message
+                return
+            except (StreamLost, websockets.WebSocketException, OSError) as exc:
+                lost = exc if isinstance(exc, StreamLost) else StreamLost(f"connection lost ({type(exc).__name__}: {exc})")
+                lost.frames_read, lost.last_answered = feed.index + 1, anchor[0]
+                if failures >= reconnect:
+                    raise lost from exc
+            # Reconnect: new session on the anchor frame, after a growing pause.
+            while True:
+                failures += 1
+                await asyncio.sleep(min(max_backoff_s, backoff_s * 2 ** (failures - 1)))
+                try:
+                    session = await self.open_session(anchor[1], anchor[2], options, jpeg_quality)
+                    break
+                except (httpx.TransportError, ServerError) as exc:
+                    retryable = not isinstance(exc, ServerError) or exc.status >= 500
+                    if not retryable or failures >= reconnect:
+                        lost.message = f"{lost.message}; reconnecting failed after {failures} tries ({exc})"
+                        raise lost from exc
+            feed.resume(replay=mode == "lockstep")
+            yield anchor[0], Reconnected(failures, session.session_id, anchor[0], tuple(anchor[2]), lost.message)
+
+
+class StreamLost(Exception):
+    """The stream ended without the client asking (server shutdown or restart, network loss):
+    frames sent after the last answer have no box. `frames_read` counts the frames taken from the
+    source (the first one included), `last_answered` is the index of the last frame with a box."""
+
+    def __init__(self, message: str, close_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.close_code = close_code
+        self.frames_read = 0
+        self.last_answered = 0
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """A new session replaced a lost stream (track(..., reconnect=N))."""
+
+    attempt: int  # tries in a row it took
+    session_id: str
+    from_index: int  # the frame the new session was opened on
+    box: tuple[float, float, float, float]  # with this box (the last one the server gave)
+    reason: str  # why the old stream was lost
+
+
+def _lost_from_close(exc: websockets.ConnectionClosed) -> StreamLost:
+    close = exc.rcvd
+    if close is None:
+        return StreamLost("the connection dropped without a close frame")
+    reason = f" ({close.reason})" if close.reason else ""
+    return StreamLost(f"the server closed the stream with code {close.code}{reason}", close.code)
+
+
+class _Feed:
+    """Frames from the source, numbered from 0, and the ones sent but not yet answered (kept to
+    reopen a session on them, or to send again after a reconnect in lockstep mode)."""
+
+    MAX_KEPT = 64  # realtime: answers skip dropped frames; keep only the most recent unanswered ones
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+        self.index = -1  # of the last frame taken from the source
+        self.unanswered: dict[int, Any] = {}
+        self._replay: list[tuple[int, Any]] = []
+
+    async def next(self) -> tuple[int, Any] | None:
+        if self._replay:
+            item = self._replay.pop(0)
+        else:
+            # Reading a camera or decoding video blocks; keep it off the event loop.
+            frame = await asyncio.to_thread(next, self.iterator, _DONE)
+            if frame is _DONE:
+                return None
+            self.index += 1
+            item = (self.index, frame)
+        return item
+
+    def sent(self, index: int, frame: Any) -> None:
+        self.unanswered[index] = frame
+        while len(self.unanswered) > self.MAX_KEPT:
+            del self.unanswered[next(iter(self.unanswered))]
+
+    def answered(self, index: int) -> Any:
+        """The frame `index` got a box: return it, and forget it and every older one."""
+        frame = self.unanswered.get(index)
+        for old in [i for i in self.unanswered if i <= index]:
+            del self.unanswered[old]
+        return frame
+
+    def resume(self, replay: bool) -> None:
+        """After a reconnect: send the unanswered frames again (lockstep), or let them go (realtime)."""
+        self._replay = sorted(self.unanswered.items()) if replay else []
+        self.unanswered.clear()
 
 
 _DONE = object()
 
 
-async def _next_frame(iterator) -> Any:
-    # Reading a camera or decoding video blocks; keep it off the event loop.
-    return await asyncio.to_thread(next, iterator, _DONE)
+async def _lockstep(stream: TrackStream, feed: _Feed, jpeg_quality: int) -> AsyncIterator[tuple[int, Result | StreamError]]:
+    try:
+        while (item := await feed.next()) is not None:
+            index, frame = item
+            feed.sent(index, frame)
+            seq = await stream.send_frame(frame, jpeg_quality)
+            while True:  # an error about no frame (e.g. a refused reinit) does not answer this one
+                message = await stream.receive()
+                yield index, message
+                if getattr(message, "seq", None) == seq:
+                    break
+        for message in await stream.close():
+            yield feed.index, message
+    except websockets.ConnectionClosed as exc:
+        raise _lost_from_close(exc) from exc
 
 
-async def _lockstep(stream: TrackStream, iterator, jpeg_quality: int) -> AsyncIterator[tuple[int, Result | StreamError]]:
-    index = 0
-    while (frame := await _next_frame(iterator)) is not _DONE:
-        index += 1
-        seq = await stream.send_frame(frame, jpeg_quality)
-        while True:  # an error about no frame (e.g. a refused reinit) does not answer this one
-            message = await stream.receive()
-            yield index, message
-            if getattr(message, "seq", None) == seq:
-                break
-    for message in await stream.close():
-        yield index, message
-
-
-async def _realtime(stream: TrackStream, iterator, fps: float, jpeg_quality: int) -> AsyncIterator[tuple[int, Result | StreamError]]:
+async def _realtime(stream: TrackStream, feed: _Feed, fps: float, jpeg_quality: int) -> AsyncIterator[tuple[int, Result | StreamError]]:
     queue: asyncio.Queue = asyncio.Queue()
     seq_to_index: dict[int, int] = {}
 
@@ -293,16 +409,20 @@ async def _realtime(stream: TrackStream, iterator, fps: float, jpeg_quality: int
         try:
             period = 1.0 / fps if fps > 0 else 0.0
             start = time.perf_counter()
-            index = 0
-            while (frame := await _next_frame(iterator)) is not _DONE:
-                index += 1
+            count = 0
+            while (item := await feed.next()) is not None:
+                index, frame = item
+                count += 1
                 # Pace to the source's clock (a live camera paces itself; then this never sleeps).
-                delay = start + (index - 1) * period - time.perf_counter()
+                delay = start + (count - 1) * period - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 seq_to_index[stream.next_seq] = index  # before sending: the answer may come at once
+                feed.sent(index, frame)
                 await stream.send_frame(frame, jpeg_quality)
             await stream.request_close()  # the reader drains the last answers until the server closes
+        except websockets.ConnectionClosed as exc:
+            await queue.put(_lost_from_close(exc))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             await queue.put(exc)
 
@@ -310,8 +430,10 @@ async def _realtime(stream: TrackStream, iterator, fps: float, jpeg_quality: int
         try:
             while True:
                 await queue.put(await stream.receive())
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as exc:
+            close = exc.rcvd
+            if not (stream.close_requested and close is not None and close.code == 1000):
+                await queue.put(_lost_from_close(exc))  # results still on their way are lost
         finally:
             await queue.put(_DONE)
 

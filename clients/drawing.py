@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+LABEL_FONT, LABEL_SCALE, LABEL_X, LABEL_Y = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 8, 22
 STATE_COLOURS = {"tracking": (0, 220, 0), "lost": (0, 0, 255), "dropped": (0, 200, 255)}  # BGR
 
 
@@ -17,9 +18,11 @@ def draw_box(frame: np.ndarray, box, state: str, label: str | None = None) -> np
     x, y, w, h = (int(round(v)) for v in box)
     colour = STATE_COLOURS.get(state, (255, 255, 255))
     cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
-    text = label or state
-    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 1, cv2.LINE_AA)
+    # The label is drawn once, on a dark box (an outline drawn as a second, thicker text does not
+    # line up: a thicker stroke has a different advance per glyph).
+    (text_w, text_h), baseline = cv2.getTextSize(label or state, LABEL_FONT, LABEL_SCALE, 1)
+    cv2.rectangle(out, (LABEL_X - 3, LABEL_Y - text_h - 3), (LABEL_X + text_w + 3, LABEL_Y + baseline + 1), (0, 0, 0), cv2.FILLED)
+    cv2.putText(out, label or state, (LABEL_X, LABEL_Y), LABEL_FONT, LABEL_SCALE, colour, 1, cv2.LINE_AA)
     return out
 
 

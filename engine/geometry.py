@@ -74,6 +74,11 @@ def crop_square(
     Out-of-frame area takes `pad_value` (the frame's channel mean). Pixel centres map exactly:
     the crop's centre pixel ((out_size - 1) / 2) lands on `center`.
     """
+    # A box of a tiny fraction of a pixel (1e-300) gives a side of 0, a huge one an infinite side.
+    if not (math.isfinite(side) and side > 0 and all(math.isfinite(c) for c in center)):
+        raise InvalidBoxError(
+            f"cannot crop a square of side {side:g} around ({center[0]:g}, {center[1]:g}): give a box of at least 1 pixel, inside the frame"
+        )
     scale = out_size / side
     cx, cy = center
     c = (out_size - 1) / 2.0

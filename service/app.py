@@ -14,17 +14,19 @@ import re
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from blurtrack import __version__
 from service.api.routes import health, live, sessions, stream
 from service.config import ServiceSettings
-from service.errors import WS_EXPIRED, WS_INTERNAL, ApiError, StreamRejected
+from service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected, excerpt
+from service.limits import BodyGuard, ConnectionCap
 from service.state import ServiceState
 
 log = logging.getLogger("service")
@@ -67,31 +69,6 @@ def _redact_tokens_in_server_logs() -> None:
             logger.addFilter(RedactQueryToken())
 
 
-class BodySizeLimit:
-    """Refuse HTTP bodies that announce more than `limit` bytes before anything parses them
-    (the multipart parser would otherwise spool any size to disk)."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                response = JSONResponse(
-                    {
-                        "detail": f"request body of {int(length)} bytes is over this server's limit of {self.limit} "
-                        "(BLURTRACK_MAX_FRAME_BYTES plus form overhead): send a smaller frame",
-                        "code": "frame_too_large",
-                    },
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 async def _expire_idle_sessions(state: ServiceState) -> None:
     timeout = state.settings.idle_timeout_s
     while True:
@@ -103,6 +80,26 @@ async def _expire_idle_sessions(state: ServiceState) -> None:
                 )
             except Exception:  # keep expiring the others
                 log.exception("expiring session %s failed", session.id)
+
+
+SHUTDOWN_MESSAGE = "the server is shutting down: open a new session (on another replica, or here in a few seconds)"
+
+
+async def drain(state: ServiceState) -> None:
+    """The first step of a shutdown, before the server closes any connection: /readyz turns 503
+    and new sessions and streams are refused; after `shutdown_delay_s` (for load balancers to
+    notice) every stream's frames in flight are answered, then it gets a `session_shutdown`
+    error and close code 1001 (going away)."""
+    if state.draining:
+        return
+    state.draining = True
+    sessions = state.registry.all()
+    log.info("shutting down: /readyz is 503; %d sessions end in %g s", len(sessions), state.settings.shutdown_delay_s)
+    await asyncio.sleep(state.settings.shutdown_delay_s)
+    await asyncio.gather(
+        *(state.registry.end(s, "shutdown", WS_GOING_AWAY, SHUTDOWN_MESSAGE, finish=True) for s in state.registry.all()),
+        return_exceptions=True,
+    )
 
 
 async def _load(state: ServiceState) -> None:
@@ -129,8 +126,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await expiry
         await loader
-        for session in state.registry.all():
-            await state.registry.end(session, "shutdown", 1001, "the server is shutting down")
+        for session in state.registry.all():  # when served without service.server.Server (no drain ran)
+            await state.registry.end(session, "shutdown", WS_GOING_AWAY, SHUTDOWN_MESSAGE)
         await asyncio.to_thread(state.worker.shutdown)
 
 
@@ -153,6 +150,21 @@ async def _stream_rejected(websocket: WebSocket, exc: Exception) -> None:
         await websocket.close(exc.close_code)
 
 
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "frame_too_large"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown path, wrong method, unparsable body) in our shape: with a code."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    detail = str(exc.detail)
+    if exc.status_code == 404:
+        detail = f"no route {excerpt(request.url.path)}: see /docs for the HTTP API and service/API.md for the stream"
+    elif exc.status_code == 400:
+        detail = f"{detail}: send the body this call expects (see /docs)"
+    return JSONResponse({"detail": detail, "code": code}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
@@ -167,12 +179,19 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     _redact_tokens_in_server_logs()
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI / ReDoc from the package's own files (under
+    # /static-offline-docs), not from a CDN, so they work on a robot's network without internet.
+    app = FastAPIOffline(
         title="blurtrack",
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
-        exception_handlers={ApiError: _api_error, StreamRejected: _stream_rejected, RequestValidationError: _invalid_request},
+        exception_handlers={
+            ApiError: _api_error,
+            StreamRejected: _stream_rejected,
+            RequestValidationError: _invalid_request,
+            StarletteHTTPException: _http_error,
+        },
     )
     app.state.service = ServiceState.build(settings)
     app.include_router(health.router)
@@ -182,6 +201,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(live.page_router)
     app.mount("/static", StaticFiles(directory=live.STATIC_DIR), name="static")
     app.state.demo = live.DemoCatalog(settings.demo_dir)
-    # 64 KiB covers the multipart framing, the box and the options around the frame.
-    app.add_middleware(BodySizeLimit, limit=settings.max_frame_bytes + 64 * 1024)
+    # The last added runs first: a request takes a connection slot, then its body is read whole.
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(ConnectionCap, limit=settings.max_connections)
     return app

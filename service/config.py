@@ -31,6 +31,17 @@ class ServiceSettings(BaseSettings):
     expiry_check_s: float = Field(1.0, gt=0, description="how often idle sessions are looked for")
     max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest encoded frame accepted (bytes)")
     max_frame_pixels: int = Field(4096 * 2160, ge=1, description="largest decoded frame accepted (width x height)")
+    body_timeout_s: float = Field(30.0, gt=0, description="an HTTP request body must arrive whole within this many seconds (else 408)")
+    max_connections: int = Field(
+        256, ge=1, description="HTTP requests and WebSocket streams served at once (probes excepted); past it 503 / close 1013"
+    )
+    max_message_bytes: int | None = Field(
+        None, ge=1, description="largest WebSocket message; past it the server closes the stream (1009). Default: see ws_max_message_bytes"
+    )
+
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, description="on shutdown, /readyz is 503 this long before streams are finished and closed (1001)"
+    )
 
     # -- security -----------------------------------------------------------------------------
     api_key: SecretStr | None = Field(
@@ -60,10 +71,18 @@ class ServiceSettings(BaseSettings):
         return value or None
 
     @property
+    def max_body_bytes(self) -> int:
+        """HTTP body limit: a frame plus 64 KiB for the multipart framing, the box and the options."""
+        return self.max_frame_bytes + 64 * 1024
+
+    @property
     def ws_max_message_bytes(self) -> int:
-        """The WebSocket layer's own cap. It sits above max_frame_bytes so that an oversized frame
-        reaches our check and gets an error message while the stream goes on; only a message far
-        past the limit makes the server drop the connection (close code 1009)."""
+        """The WebSocket layer's own cap (max_message_bytes when set). By default it sits above
+        max_frame_bytes so that an oversized frame reaches our check and gets an error message
+        while the stream goes on; only a message far past the limit makes the server drop the
+        connection (close code 1009)."""
+        if self.max_message_bytes is not None:
+            return self.max_message_bytes
         return max(2 * self.max_frame_bytes, self.max_frame_bytes + 1024 * 1024)
 
 

@@ -11,6 +11,7 @@ from engine.errors import BlurtrackError, InvalidBoxError, InvalidFrameError, Mo
 
 # WebSocket close codes (4000-4999 are free for applications; 4xxx mirrors the HTTP status).
 WS_NORMAL = 1000
+WS_GOING_AWAY = 1001  # the server is shutting down
 WS_INTERNAL = 1011
 WS_TRY_AGAIN = 1013
 WS_UNAUTHORIZED = 4401
@@ -40,8 +41,21 @@ class StreamRejected(Exception):
         self.message = message
 
 
+def excerpt(value, limit: int = 40) -> str:
+    """A short, printable excerpt of what a caller sent: errors never quote a large input whole."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    shown = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return f"{shown}... ({len(text)} characters)"
+
+
+def unknown_session_message(session_id: str) -> str:
+    return f"no live session {excerpt(session_id)}: it never existed, was deleted or expired; open a new one with POST /v1/sessions"
+
+
 def unknown_session(session_id: str) -> ApiError:
-    return ApiError(404, "unknown_session", f"no live session {session_id!r}: it never existed, was deleted or expired; open a new one with POST /v1/sessions")
+    return ApiError(404, "unknown_session", unknown_session_message(session_id))
 
 
 def frame_too_large(message: str) -> ApiError:

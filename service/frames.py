@@ -1,56 +1,27 @@
 """Incoming frame bytes -> BGR image, within the service's byte and pixel limits.
 
-The pixel limit is checked on the image header *before* decoding, so a small file that claims
-a huge image (a decompression bomb) is refused without allocating it.
+`check_frame` runs before any decoding (on the event loop, it only reads a header): a frame over
+the byte limit, in a format whose size cannot be read from its header, or whose header declares
+more pixels than allowed (a decompression bomb) is refused without allocating the image.
 """
 
 from __future__ import annotations
-
-import struct
 
 import numpy as np
 
 from engine.errors import InvalidFrameError
 from engine.frames import decode_image
 from service.errors import ApiError, frame_too_large
+from service.image_header import ACCEPTED_FORMATS, ImageHeader, image_size, read_header
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers carry the image size (C4, C8 and CC are other segments).
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-# Markers that stand alone, without a length field.
-_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}
+__all__ = ["check_frame", "check_frame_bytes", "decode_frame", "image_size"]
 
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header, or None when the header does not say."""
-    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    if data.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 4 <= len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker in _JPEG_STANDALONE:
-                i += 2
-                continue
-            (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-            if marker in _JPEG_SOF and i + 9 <= len(data):
-                height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-                return width, height
-            if marker == 0xDA:  # start of scan: no size before the image data
-                return None
-            i += 2 + length
-    return None
+_FORMATS = ", ".join(ACCEPTED_FORMATS[:-1]) + " or " + ACCEPTED_FORMATS[-1]
 
 
 def check_frame_bytes(data: bytes, max_bytes: int) -> None:
     if not data:
-        raise ApiError(400, "invalid_frame", "the frame is empty (0 bytes); send JPEG or PNG bytes")
+        raise ApiError(400, "invalid_frame", f"the frame is empty (0 bytes); send {_FORMATS} bytes")
     if len(data) > max_bytes:
         raise frame_too_large(
             f"the frame is {len(data)} bytes, more than this server's limit of {max_bytes} "
@@ -66,16 +37,44 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def decode_frame(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """Check the limits, then decode. Raises ApiError (400 invalid_frame, 413 frame_too_large)."""
+def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
+    """Every limit that holds before decoding. Raises ApiError: 400 invalid_frame, 413
+    frame_too_large, 415 unsupported_format."""
     check_frame_bytes(data, max_bytes)
-    size = image_size(data)
-    if size is not None:
-        _check_pixels(*size, max_pixels)
+    header = read_header(data)
+    if header.format is None and header.other is not None:
+        raise ApiError(
+            415,
+            "unsupported_format",
+            f"the frame is {header.other}: send {_FORMATS} (other formats are refused because their size "
+            "cannot be checked before decoding)",
+        )
+    if header.format is None:
+        raise ApiError(
+            400, "invalid_frame", f"could not decode the frame ({len(data)} bytes): its first bytes are not those of a {_FORMATS} image"
+        )
+    if header.size is None:
+        raise ApiError(
+            400,
+            "invalid_frame",
+            f"could not decode the frame: its {header.format} header is cut short or broken ({len(data)} bytes); "
+            "send a complete image",
+        )
+    width, height = header.size
+    if width == 0 or height == 0:
+        raise ApiError(400, "invalid_frame", f"the {header.format} header declares a {width}x{height} image: send one with pixels")
+    _check_pixels(width, height, max_pixels)
+    return header
+
+
+def decode_frame(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Check the limits, then decode. Raises ApiError (see check_frame)."""
+    header = check_frame(data, max_bytes, max_pixels)
     try:
         image = decode_image(data)
     except InvalidFrameError as exc:
         raise ApiError(400, "invalid_frame", str(exc)) from exc
-    # Formats whose header we do not read are checked after decoding.
-    _check_pixels(image.shape[1], image.shape[0], max_pixels)
+    # The decoder follows the header it was given; this only guards against a disagreement.
+    if image.shape[1] * image.shape[0] > max_pixels:
+        raise ApiError(400, "invalid_frame", f"the {header.format} data does not match its header: send a valid image")
     return image

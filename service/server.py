@@ -13,7 +13,7 @@ from typing import Self
 
 import uvicorn
 
-from service.app import create_app
+from service.app import create_app, drain
 from service.config import ServiceSettings
 
 
@@ -32,8 +32,21 @@ def uvicorn_config(settings: ServiceSettings) -> uvicorn.Config:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=5,
+        # A backstop for what the app never sees (idle sockets that send no request): past it
+        # uvicorn answers a plain-text 503. The app's own cap (max_connections) answers JSON first.
+        limit_concurrency=settings.max_connections + 32,
         proxy_headers=True,
     )
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server with the app's drain as the first step of shutdown: left to itself,
+    uvicorn closes every stream at once with 1012 and no word, and only then tells the app."""
+
+    async def shutdown(self, sockets=None) -> None:
+        if not self.force_exit:
+            await drain(self.config.app.state.service)
+        await super().shutdown(sockets)
 
 
 def serve(settings: ServiceSettings) -> None:
@@ -41,7 +54,7 @@ def serve(settings: ServiceSettings) -> None:
     closed, then sessions end). uvicorn re-raises the signal once it has shut down; Ctrl-C then
     ends here quietly, SIGTERM ends the process the default way."""
     try:
-        uvicorn.Server(uvicorn_config(settings)).run()
+        Server(uvicorn_config(settings)).run()
     except KeyboardInterrupt:
         pass
 
@@ -54,16 +67,17 @@ class BackgroundServer:
             server.app          # the FastAPI app (its state, for assertions)
     """
 
-    def __init__(self, settings: ServiceSettings, ready_timeout_s: float = 60.0):
+    def __init__(self, settings: ServiceSettings, ready_timeout_s: float = 60.0, port: int = 0):
+        """`port` 0 takes a free one; a given port lets a test restart a server where clients expect it."""
         self.settings = settings.model_copy(update={"host": "127.0.0.1"})
         self.ready_timeout_s = ready_timeout_s
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind(("127.0.0.1", port))
         self.port = self._socket.getsockname()[1]
         config = uvicorn_config(self.settings.model_copy(update={"port": self.port}))
         self.app = config.app
-        self.server = uvicorn.Server(config)
+        self.server = Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="blurtrack-server")
 
     @property

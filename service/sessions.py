@@ -42,7 +42,10 @@ class FrameSlot:
         self._ready = asyncio.Event()
 
     def put(self, frame: PendingFrame) -> PendingFrame | None:
-        """Store `frame`; return the frame it replaced (to be counted as dropped), if any."""
+        """Store `frame`; return the frame it replaced (to be counted as dropped), if any. Once
+        closed, a new frame is not taken (the stream is finishing) and is returned as dropped."""
+        if self._closed:
+            return frame
         replaced, self._frame = self._frame, frame
         self._ready.set()
         return replaced
@@ -185,7 +188,7 @@ class History:
 class StreamHandle(Protocol):
     """What a session needs of the WebSocket attached to it (see service.streaming)."""
 
-    async def terminate(self, close_code: int, code: str, message: str) -> None: ...
+    async def terminate(self, close_code: int, code: str, message: str, finish: bool = False) -> None: ...
 
 
 @dataclass
@@ -288,8 +291,9 @@ class SessionRegistry:
     def all(self) -> list[Session]:
         return sorted(self._sessions.values(), key=lambda s: s.created_at)
 
-    async def end(self, session: Session, reason: str, close_code: int, message: str) -> None:
-        """Remove a session; an attached stream gets `message` and is closed with `close_code`."""
+    async def end(self, session: Session, reason: str, close_code: int, message: str, finish: bool = False) -> None:
+        """Remove a session; an attached stream gets `message` and is closed with `close_code`
+        (with `finish`, after the frames it already took are answered)."""
         if self._sessions.pop(session.id, None) is None:
             return
         session.ended = True
@@ -300,7 +304,7 @@ class SessionRegistry:
             session.id, reason, session.frames_received, session.frames_dropped, session.frames_failed, len(self._sessions),
         )
         if session.stream is not None:
-            await session.stream.terminate(close_code, f"session_{reason}", message)
+            await session.stream.terminate(close_code, f"session_{reason}", message, finish=finish)
 
     def idle(self, now: float | None = None) -> list[Session]:
         now = time.monotonic() if now is None else now

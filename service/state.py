@@ -17,6 +17,7 @@ class ServiceState:
     metrics: ServiceMetrics
     registry: SessionRegistry
     worker: InferenceWorker
+    draining: bool = False  # shutting down: /readyz is 503, no new session or stream
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> ServiceState:

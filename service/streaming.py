@@ -8,6 +8,7 @@ result. A bad frame or message gets an error message and the stream goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -16,17 +17,18 @@ from datetime import UTC, datetime
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from engine.errors import InvalidBoxError
-from engine.geometry import parse_box
 from engine.pipeline import TrackResult
 from service.config import ServiceSettings
 from service.errors import WS_NORMAL, ApiError
-from service.frames import check_frame_bytes
+from service.frames import check_frame
 from service.metrics import ServiceMetrics
 from service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
+from service.validation import parse_control
 from service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+
+FINISH_TIMEOUT_S = 10.0  # at shutdown, the most a stream waits for its frames in flight
 
 
 class StreamConnection:
@@ -51,6 +53,8 @@ class StreamConnection:
         self._preview_tasks: set[asyncio.Task] = set()
         self._pending_preview: tuple[int, np.ndarray, TrackResult] | None = None
         self._flush_task: asyncio.Task | None = None
+        self._processor: asyncio.Task | None = None
+        self._terminated: asyncio.Event | None = None  # set once terminate() has closed the socket
 
     # -- sending ---------------------------------------------------------------------------
     async def _send(self, message: dict) -> None:
@@ -58,7 +62,8 @@ class StreamConnection:
             return
         async with self._send_lock:  # the receive loop and the processing task both send
             try:
-                await self.ws.send_text(json.dumps(message))
+                # allow_nan=False: NaN or Infinity is not JSON; results are checked before this
+                await self.ws.send_text(json.dumps(message, allow_nan=False))
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self._open = False
 
@@ -73,19 +78,29 @@ class StreamConnection:
         self.metrics.frames_failed.labels(reason=error.code).inc()
         await self._send_error(error.code, error.message, seq)
 
-    async def terminate(self, close_code: int, code: str, message: str) -> None:
-        """Called when the session ends under the stream (deleted, expired, server stopping)."""
-        self.slot.close()
-        self._drop_waiting()
-        await self._send_error(code, message)
-        await self._close(close_code)
+    async def terminate(self, close_code: int, code: str, message: str, finish: bool = False) -> None:
+        """Called when the session ends under the stream (deleted, expired, server stopping).
+        With `finish` (shutdown), the frame being tracked and the one waiting are answered first;
+        frames that arrive meanwhile are dropped."""
+        self._terminated = asyncio.Event()
+        try:
+            self.slot.close()
+            if finish and self._processor is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._processor), FINISH_TIMEOUT_S)
+            else:
+                self._drop_waiting()
+            await self._send_error(code, message)
+            await self._close(close_code, code)
+        finally:
+            self._terminated.set()
 
-    async def _close(self, close_code: int) -> None:
+    async def _close(self, close_code: int, reason: str = "") -> None:
         if self._open and self.ws.application_state == WebSocketState.CONNECTED:
             self._open = False
             try:
-                await self.ws.close(close_code)
-            except (RuntimeError, OSError):
+                await self.ws.close(close_code, reason[:120])  # a close reason is at most 123 bytes
+            except (WebSocketDisconnect, RuntimeError, OSError):  # the client left first
                 pass
         self._open = False
 
@@ -99,7 +114,7 @@ class StreamConnection:
         session = self.session
         session.stream = self
         session.touch()
-        processor = asyncio.create_task(self._process_loop(), name=f"stream-{session.id}")
+        processor = self._processor = asyncio.create_task(self._process_loop(), name=f"stream-{session.id}")
         closed_by_client = False
         try:
             closed_by_client = await self._receive_loop()
@@ -114,11 +129,13 @@ class StreamConnection:
                 await processor
                 if self._preview_tasks:
                     await asyncio.gather(*self._preview_tasks, return_exceptions=True)
+                if self._terminated is not None:  # let terminate() send its message and close code first
+                    await self._terminated.wait()
             finally:
                 session.stream = None
         if closed_by_client:
             await self.registry.end(session, "closed", WS_NORMAL, "closed by the client")
-            await self._close(WS_NORMAL)
+            await self._close(WS_NORMAL, "closed")
 
     async def _receive_loop(self) -> bool:
         """Returns True when the client sent {"type": "close"}, False when the socket went away."""
@@ -146,8 +163,8 @@ class StreamConnection:
         self.metrics.frames_received.inc()
         seq = session.frames_received
         try:
-            # Size is checked here, before the slot; the pixel limit and decoding in the worker.
-            check_frame_bytes(data, self.settings.max_frame_bytes)
+            # Every limit is checked here, on the header, before the frame takes the slot; decoding in the worker.
+            check_frame(data, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
         except ApiError as exc:
             await self._fail_frame(seq, exc)
             return
@@ -156,25 +173,16 @@ class StreamConnection:
             self.metrics.frames_dropped.inc()
 
     async def _on_text(self, text: str) -> bool:
-        """Handle a control message; True means the client asked to close."""
+        """Handle a control message; True means the client asked to close. A bad message gets an
+        error and the stream goes on."""
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
-            message = None
-        kind = message.get("type") if isinstance(message, dict) else None
+            kind, box = parse_control(text)
+        except ApiError as exc:
+            await self._send_error(exc.code, exc.message)
+            return False
         if kind == "close":
             return True
-        if kind == "reinit":
-            try:
-                self.session.reinit_box = parse_box(message.get("box") or "")
-            except InvalidBoxError as exc:
-                await self._send_error("invalid_box", f"reinit ignored: {exc}")
-            return False
-        await self._send_error(
-            "invalid_message",
-            "frames are binary messages (JPEG or PNG bytes); the only text messages are "
-            '{"type":"reinit","box":[x,y,w,h]} and {"type":"close"}',
-        )
+        self.session.reinit_box = box
         return False
 
     async def _process_loop(self) -> None:

@@ -18,13 +18,14 @@ import cv2
 import numpy as np
 
 from engine.errors import BlurtrackError
-from engine.geometry import Box, parse_box
+from engine.geometry import Box
 from engine.pipeline import Pipeline, SiamRPNTracker, TrackResult
 from service.config import ServiceSettings
 from service.errors import ApiError, from_engine_error
 from service.frames import decode_frame
 from service.schemas import SessionOptions
 from service.sessions import PendingFrame
+from service.validation import all_finite, check_box_in_frame
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ def encode_preview(image: np.ndarray, max_side: int, quality: int) -> EncodedPre
     if not ok:
         raise RuntimeError("JPEG encoding of a preview failed")
     return EncodedPreview(buffer.tobytes(), image.shape[1], image.shape[0], scale)
+
+
+def _finite(result: TrackResult) -> TrackResult:
+    """A box or score that is not finite must never reach a session or a reply (it is not JSON);
+    the frame fails instead and the session keeps its last good tracker."""
+    if not all_finite(*result.box, result.score):
+        raise ApiError(422, "tracking_failed", "the tracker produced no finite box on this frame; reinit on a box inside the frame")
+    return result
 
 
 class InferenceWorker:
@@ -109,11 +118,13 @@ class InferenceWorker:
 
     def _open(self, pipeline: Pipeline, data: bytes, box: Box, options: SessionOptions):
         image = decode_frame(data, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
+        check_box_in_frame(box, image.shape[1], image.shape[0])
         tracker = pipeline.new_tracker(deblur=options.deblur)
         try:
-            return tracker, tracker.init(image, box)
+            result = tracker.init(image, box)
         except BlurtrackError as exc:
             raise from_engine_error(exc) from exc
+        return tracker, _finite(result)
 
     async def process(
         self,
@@ -148,12 +159,13 @@ class InferenceWorker:
             if reinit_box is not None:
                 # A fresh tracker: if the new box is bad, the old tracker carries on untouched.
                 fresh = pipeline.new_tracker(deblur=options.deblur)
-                result = fresh.init(image, parse_box(reinit_box, image.shape))
+                result = fresh.init(image, check_box_in_frame(reinit_box, image.shape[1], image.shape[0]))
                 tracker = fresh
             else:
                 result = tracker.track(image)
         except BlurtrackError as exc:
             raise from_engine_error(exc) from exc
+        result = _finite(result)
         timings = result.timings
         latency = {
             "queue": (started - frame.received_at) * 1e3,

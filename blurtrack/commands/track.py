@@ -15,9 +15,12 @@ from engine.settings import get_engine_settings
 
 def configure(parser: argparse.ArgumentParser) -> None:
     settings = get_engine_settings()
-    parser.add_argument("video", help="video file (.mp4, .avi, ...), folder of images or camera index")
+    parser.add_argument("video", help="video file (.mp4, .avi, ...), folder of images (or a sequence folder with img/) or camera index")
     parser.add_argument("--box", required=True, help="target in the first frame: x,y,w,h (pixels, top-left)")
-    parser.add_argument("--boxes", type=Path, help="CSV of per-frame results (default: <video name>.boxes.csv)")
+    parser.add_argument(
+        "--boxes", "--csv", type=Path, dest="boxes",
+        help="CSV of per-frame results (default: <name>.boxes.csv beside the video or folder)",
+    )
     parser.add_argument("--out", type=Path, help="write an annotated video (box, score, latency) here (.mp4)")
     parser.add_argument("--show-deblur", action="store_true", help="with --out: also write <out>.deblur.mp4, search crop | network input after deblur")
     parser.add_argument("--no-deblur", action="store_true", help="never run the deblur network")
@@ -39,6 +42,18 @@ def side_by_side(crop, network_view, deblurred: bool):
     return np.vstack([bar, pair])
 
 
+def default_boxes_path(source: str) -> Path:
+    """<name>.boxes.csv beside the input: clip.mp4 -> clip.boxes.csv, Jumping/ or Jumping/img/ ->
+    Jumping.boxes.csv beside the folder; a camera's in the working directory."""
+    if source.isdigit():
+        return Path(f"camera{source}.boxes.csv")
+    path = Path(source).resolve()
+    if path.is_dir():
+        folder = path.parent if path.name == "img" else path
+        return folder.parent / f"{folder.name}.boxes.csv"
+    return path.with_name(path.stem + ".boxes.csv")
+
+
 def run(args: argparse.Namespace) -> int:
     from clients.drawing import VideoWriter, draw_box
     from clients.sources import open_source
@@ -53,14 +68,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     pipeline = Pipeline.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
     tracker = pipeline.new_tracker(deblur="off" if args.no_deblur else "on" if args.show_deblur else None, keep_crops=args.show_deblur)
-    boxes_path = args.boxes or Path(Path(args.video).name.rsplit(".", 1)[0] + ".boxes.csv")
+    boxes_path = args.boxes or default_boxes_path(str(args.video))
     annotated = VideoWriter(args.out, source.fps) if args.out else None
     crops = VideoWriter(args.out.with_suffix(".deblur.mp4"), source.fps) if args.show_deblur else None
 
     with boxes_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["frame", "x", "y", "w", "h", "score", "state", "deblurred", "total_ms"])
-        for index, frame in enumerate(tqdm(source.frames, unit="frame", desc="tracking")):
+        for index, frame in enumerate(tqdm(source.frames, total=source.total, unit="frame", desc="tracking")):
             result = tracker.init(frame, args.box) if index == 0 else tracker.track(frame)
             x, y, w, h = result.box
             writer.writerow([index + 1, f"{x:.2f}", f"{y:.2f}", f"{w:.2f}", f"{h:.2f}", f"{result.score:.4f}", result.state, int(result.deblurred), f"{result.timings['total']:.2f}"])

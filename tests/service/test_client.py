@@ -97,3 +97,15 @@ def test_example_runs(server, frames, image_dir):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("tracking") == 5
+
+
+def test_cli_sends_a_jpeg_files_own_bytes(image_dir):
+    """The client decoded every JPEG of a folder and re-encoded it at quality 90: the camera's
+    bytes are sent as they are now (the server takes JPEG/PNG)."""
+    from clients.client import encode_frame
+    from clients.sources import open_source
+
+    files = sorted(image_dir.glob("*.jpg"))
+    frames = list(open_source(str(image_dir), encoded=True).frames)
+    assert frames == [p.read_bytes() for p in files]
+    assert encode_frame(frames[0]) == files[0].read_bytes()

@@ -42,3 +42,11 @@ def test_dockerfile_serves_on_all_interfaces_with_mslite():
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert "RUN blurtrack setup mslite" in text
     assert 'CMD ["blurtrack", "serve", "--host", "0.0.0.0"' in text
+
+
+def test_kubernetes_drains_streams_before_the_pod_goes():
+    """The service turns unready and finishes its streams (1001) within the grace period."""
+    docs = {doc["kind"]: doc for path in (DEPLOY / "k8s").glob("*.yaml") for doc in load(path)}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert 0 < float(env["BLURTRACK_SHUTDOWN_DELAY_S"]) < pod["terminationGracePeriodSeconds"] - 10

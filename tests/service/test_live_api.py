@@ -339,3 +339,16 @@ def test_serve_refuses_a_demo_dir_without_sequences(tmp_path, test_bundle):
     )
     assert done.returncode == 2
     assert "no OTB sequences" in done.stderr and "groundtruth_rect.txt" in done.stderr, done.stderr
+
+
+def test_api_docs_load_nothing_from_elsewhere(server):
+    """/docs was blank without internet: Swagger UI came from a CDN. Its assets are served here."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{server.url}{page}").text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+        assert assets, html
+        for url in assets:
+            assert not url.startswith(("http://", "https://", "//")), f"{page} loads {url} from elsewhere"
+            assert httpx.get(f"{server.url}{url}").status_code == 200, url

@@ -20,8 +20,10 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: State) -> Response:
-    """200 once the models are loaded (then sessions can be opened), 503 before or if loading failed."""
+    """200 once the models are loaded (then sessions can be opened); 503 before, if loading failed, or once shutting down."""
     worker = state.worker
+    if state.draining:
+        return JSONResponse(Readiness(ready=False, detail="shutting down").model_dump(), status_code=503)
     if worker.pipeline is not None:
         # The bundle's folder stays out: this endpoint is open even when an API key is set.
         described = {k: v for k, v in worker.pipeline.describe().items() if k != "bundle_dir"}

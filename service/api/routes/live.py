@@ -4,7 +4,9 @@ last minute of latency and score, and the demo sequences it can stream through a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -17,8 +19,8 @@ from starlette.requests import HTTPConnection
 from engine.errors import DatasetError
 from engine.evaluation.otb import Sequence, find_sequences
 from service.api.deps import State, require_api_key
-from service.errors import ApiError
-from service.frames import image_size
+from service.errors import ApiError, excerpt
+from service.image_header import image_size
 from service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
 from service.sessions import Session
 
@@ -150,31 +152,41 @@ async def get_history(session_id: str, state: State) -> SessionHistory:
 class DemoCatalog:
     """The OTB-layout sequences under the demo folder, scanned when listed (the page lists them
     once when it loads); frames are served only for names found by a scan, never from a path
-    the caller made up."""
+    the caller made up. A scan reads every sequence's files, so it runs in a thread, one at a
+    time, and an unknown name triggers at most one rescan every RESCAN_MIN_S (a client asking
+    for made-up names cannot keep the disk busy)."""
+
+    RESCAN_MIN_S = 2.0
 
     def __init__(self, root: Path | None):
         self.root = root
         self._sequences: dict[str, Sequence] = {}
         self._entries: list[DemoSequence] = []
+        self._lock = asyncio.Lock()
+        self._scanned_at = -math.inf
 
     def scan(self) -> list[DemoSequence]:
+        """Blocking: call it through `refresh` from the event loop."""
         if self.root is None:
             return []
         sequences = find_sequences(self.root)  # DatasetError when there are none
-        self._sequences = {s.name: s for s in sequences}
-        self._entries = [entry for s in sequences if (entry := _describe(s)) is not None]
-        return self._entries
+        entries = [entry for s in sequences if (entry := _describe(s)) is not None]
+        self._sequences, self._entries = {s.name: s for s in sequences}, entries
+        return entries
 
-    def get(self, name: str) -> Sequence:
-        if name not in self._sequences and self.root is not None:
-            try:
-                self.scan()
-            except DatasetError:
-                pass
+    async def refresh(self) -> list[DemoSequence]:
+        async with self._lock:
+            self._scanned_at = time.monotonic()
+            return await asyncio.to_thread(self.scan)
+
+    async def get(self, name: str) -> Sequence:
+        if name not in self._sequences and self.root is not None and time.monotonic() - self._scanned_at >= self.RESCAN_MIN_S:
+            with contextlib.suppress(DatasetError):
+                await self.refresh()
         try:
             return self._sequences[name]
         except KeyError:
-            raise ApiError(404, "unknown_sequence", f"no demo sequence {name!r}: GET /v1/demo/sequences lists them") from None
+            raise ApiError(404, "unknown_sequence", f"no demo sequence {excerpt(name)}: GET /v1/demo/sequences lists them") from None
 
 
 def _describe(sequence: Sequence) -> DemoSequence | None:
@@ -208,7 +220,7 @@ async def list_demo_sequences(catalog: Catalog) -> DemoList:
     if catalog.root is None:
         return DemoList(enabled=False, hint=DEMO_HINT_OFF, sequences=[])
     try:
-        entries = await asyncio.to_thread(catalog.scan)
+        entries = await catalog.refresh()
     except DatasetError as exc:
         return DemoList(enabled=True, hint=f"the demo folder has no usable sequence: {exc}", sequences=[])
     return DemoList(
@@ -223,7 +235,7 @@ async def list_demo_sequences(catalog: Catalog) -> DemoList:
 )
 async def get_demo_frame(name: str, index: int, catalog: Catalog) -> FileResponse:
     """Frame `index` (0-based) of a demo sequence, as the file on disk (JPEG or PNG)."""
-    sequence = catalog.get(name)
+    sequence = await catalog.get(name)
     if not 0 <= index < len(sequence):
         raise ApiError(404, "unknown_frame", f"sequence {name} has frames 0..{len(sequence) - 1}, not {index}")
     path = sequence.frames[index]

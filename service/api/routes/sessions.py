@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
-from pydantic import ValidationError
 
-from engine.errors import InvalidBoxError
-from engine.geometry import parse_box
 from engine.pipeline import Pipeline
 from service.api.deps import State, require_api_key
 from service.errors import WS_ENDED, ApiError
-from service.frames import check_frame_bytes
+from service.frames import check_frame
 from service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
 from service.sessions import Session
+from service.validation import check_box_in_frame, parse_box_input, parse_options_field
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
 
@@ -28,17 +25,7 @@ _ERRORS = {
 
 
 def parse_options(raw: str | None, pipeline: Pipeline) -> SessionOptions:
-    if raw is None or not raw.strip():
-        return SessionOptions()
-    try:
-        options = SessionOptions.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise ApiError(
-            400,
-            "invalid_options",
-            f'options must be a JSON object like {{"deblur": "auto"}} with keys backend (auto|mslite|onnxruntime) '
-            f"and deblur (on|off|auto): {exc}",
-        ) from exc
+    options = parse_options_field(raw)
     served = pipeline.backend.name
     if options.backend not in (None, "auto", served):
         raise ApiError(
@@ -64,14 +51,14 @@ async def create_session(
     options: Annotated[str | None, Form(description='JSON, e.g. {"deblur": "auto"}')] = None,
 ) -> SessionCreated:
     """Initialise a tracker on the first frame (in a worker thread) and return where to stream."""
+    if state.draining:
+        raise ApiError(503, "shutting_down", "this server is shutting down: open the session on another replica or retry in a few seconds")
     pipeline = state.worker.require_pipeline()
     session_options = parse_options(options, pipeline)
-    try:
-        target = parse_box(box)
-    except InvalidBoxError as exc:
-        raise ApiError(400, "invalid_box", str(exc)) from exc
+    target = parse_box_input(box)
     data = await frame.read(state.settings.max_frame_bytes + 1)
-    check_frame_bytes(data, state.settings.max_frame_bytes)
+    header = check_frame(data, state.settings.max_frame_bytes, state.settings.max_frame_pixels)  # before the worker decodes
+    check_box_in_frame(target, *header.size)
 
     state.registry.reserve()
     try:
