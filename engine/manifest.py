@@ -98,6 +98,11 @@ class TrackerConfig(BaseModel):
     # wider boxes than the target reshapes the box more slowly; 1 updates w and h alike, 0 keeps
     # the first box's shape.
     aspect_lr: float = Field(1.0, ge=0.0, le=1.0)
+    # The box's centre and size snap to this grid (frame pixels) after each update; 0 keeps them
+    # exact. Two runtimes' outputs differ by ~1e-5, which moves the box by ~1e-3 px: on a grid
+    # far coarser than that both land on the same point, so their next crops are identical and
+    # their paths stay one instead of drifting apart frame by frame.
+    state_grid: float = Field(0.0, ge=0.0, le=1.0)
     # A frame whose best score is below lost_threshold counts as a miss; after lost_patience
     # misses in a row the state becomes `lost` and the search region grows by lost_search_growth
     # per missed frame, up to lost_search_max times the normal region, until a frame scores

@@ -244,3 +244,7 @@ class SiamRPNTracker:
         self.center[1] = np.clip(self.center[1], 0, height)
         self.size[0] = np.clip(self.size[0], 10, width)
         self.size[1] = np.clip(self.size[1], 10, height)
+        grid = self.cfg.state_grid
+        if grid > 0:
+            self.center = np.round(self.center / grid) * grid
+            self.size = np.round(self.size / grid) * grid

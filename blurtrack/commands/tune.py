@@ -48,6 +48,12 @@ def _floats(value: str) -> list[float]:
     return numbers
 
 
+def _quality(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100:
+        raise argparse.ArgumentTypeError(f"expected a JPEG quality 1..100, e.g. 80, got {value!r}")
+    return int(value)
+
+
 def _thresholds(value: str) -> list[float]:
     numbers = _numbers(value, "75,150,300")
     if any(n < 0 for n in numbers):
@@ -90,7 +96,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name, meaning in OPTIONAL_TRACKER_SETTINGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=_floats, default=None, dest=name,
                             help=f"comma-separated {meaning} (default: keep the bundle's)")
-    parser.add_argument("--cache-dir", type=Path, help="where the synthetic split is cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
+    parser.add_argument("--jpeg-quality", type=_quality, default=None,
+                        help="also track every clip re-encoded as JPEG at this quality and rank by both together, "
+                             "so the choice holds for what a camera's encoder sends (e.g. 80)")
+    parser.add_argument("--cache-dir", type=Path, help="where the synthetic split and re-encoded clips are cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
     parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
     parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
 
@@ -102,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluation import peers
     from engine.evaluation.benchmark import DataSpec, prepare_data
     from engine.evaluation.host import host_signature
-    from engine.evaluation.otb import find_sequences, load_sequence
+    from engine.evaluation.otb import find_sequences, load_sequence, reencode_sequence
     from engine.evaluation.splits import split_dirs
     from engine.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
     from engine.pipeline import Pipeline
@@ -126,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
         sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
+    if args.jpeg_quality is not None:
+        reencoded = (args.cache_dir or peers.default_cache_dir()) / f"jpeg-q{args.jpeg_quality}"
+        sequences = sequences + [reencode_sequence(s, reencoded, args.jpeg_quality) for s in sequences]
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
     for name in OPTIONAL_TRACKER_SETTINGS:
         if getattr(args, name) is not None:
@@ -159,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # the host too: boxes, hence objectives, differ between CPUs (engine/evaluation/host.py)
         report = {"bundle": pipeline.bundle.name, "bundle_dir": str(pipeline.bundle.root), "split": args.split,
+                  "jpeg_quality": args.jpeg_quality,
                   "sequences": len(sequences), "frames": args.frames, "seed": args.seed, "deblur": args.deblur,
                   "host": host_signature(), "ranking": rows}
         args.out.write_text(json.dumps(report, indent=2) + "\n")

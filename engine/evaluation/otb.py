@@ -192,3 +192,14 @@ def write_boxes(path: Path, boxes: list[tuple[float, float, float, float] | None
         else:
             lines.append(",".join(f"{v:.2f}" for v in box))
     path.write_text("\n".join(lines) + "\n")
+
+
+def reencode_sequence(seq: Sequence, folder: Path, quality: int) -> Sequence:
+    """A copy of `seq` in OTB layout under folder/<name>, every frame re-encoded as JPEG at
+    `quality` (what a camera's encoder does to the same video); ground truth unchanged."""
+    root = Path(folder) / seq.name
+    (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    for i in range(len(seq)):
+        cv2.imwrite(str(root / IMAGE_DIR / f"{i + 1:04d}.jpg"), seq.read_frame(i), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    (root / GROUNDTRUTH_NAME).write_text((seq.root / GROUNDTRUTH_NAME).read_text())
+    return load_sequence(root, f"{seq.name}@q{quality}")
