@@ -17,9 +17,9 @@ import httpx
 import numpy as np
 import websockets
 
-from clients.client import BlurtrackClient, Reconnected, Result, ServerError, StreamError, StreamLost
-from clients.drawing import VideoWriter, draw_box
-from clients.sources import open_source
+from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, ServerError, StreamError, StreamLost
+from blurtrack.clients.drawing import VideoWriter, draw_box
+from blurtrack.clients.sources import open_source
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from clients.client import BlurtrackClient, Result
-from clients.sources import open_source
+from blurtrack.clients.client import BlurtrackClient, Result
+from blurtrack.clients.sources import open_source
 
 
 def steering(result: Result, frame_width: int) -> float:

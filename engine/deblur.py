@@ -8,8 +8,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from engine.manifest import DeblurConfig
-from engine.runtime.base import ModelSession
+from blurtrack.engine.manifest import DeblurConfig
+from blurtrack.engine.runtime.base import ModelSession
 
 DeblurMode = Literal["on", "off", "auto"]
 

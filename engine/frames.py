@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine.errors import InvalidFrameError
+from blurtrack.engine.errors import InvalidFrameError
 
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:

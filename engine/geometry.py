@@ -8,7 +8,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from engine.errors import InvalidBoxError
+from blurtrack.engine.errors import InvalidBoxError
 
 
 class Box(NamedTuple):

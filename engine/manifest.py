@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from engine.errors import ModelNotFoundError
-from engine.settings import get_engine_settings
+from blurtrack.engine.errors import ModelNotFoundError
+from blurtrack.engine.settings import get_engine_settings
 
 MANIFEST_NAME = "manifest.json"
 

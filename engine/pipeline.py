@@ -10,12 +10,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from engine.deblur import DeblurMode, Deblurrer
-from engine.errors import ModelNotFoundError
-from engine.manifest import Bundle, NetworkSpec, load_bundle
-from engine.runtime import get_backend
-from engine.runtime.base import Backend, ModelSession
-from engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
+from blurtrack.engine.deblur import DeblurMode, Deblurrer
+from blurtrack.engine.errors import ModelNotFoundError
+from blurtrack.engine.manifest import Bundle, NetworkSpec, load_bundle
+from blurtrack.engine.runtime import get_backend
+from blurtrack.engine.runtime.base import Backend, ModelSession
+from blurtrack.engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
 
 log = logging.getLogger(__name__)
 

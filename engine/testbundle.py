@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.manifest import (
+from blurtrack.engine.manifest import (
     AnchorConfig,
     Bundle,
     DeblurConfig,

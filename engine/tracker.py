@@ -12,13 +12,13 @@ from typing import Literal
 
 import numpy as np
 
-from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors, vote_box
-from engine.deblur import DeblurMode, Deblurrer
-from engine.errors import NotInitializedError
-from engine.frames import as_bgr
-from engine.geometry import Box, context_size, crop_square, damp_aspect_change, parse_box
-from engine.manifest import Manifest
-from engine.runtime.base import ModelSession
+from blurtrack.engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors, vote_box
+from blurtrack.engine.deblur import DeblurMode, Deblurrer
+from blurtrack.engine.errors import NotInitializedError
+from blurtrack.engine.frames import as_bgr
+from blurtrack.engine.geometry import Box, context_size, crop_square, damp_aspect_change, parse_box
+from blurtrack.engine.manifest import Manifest
+from blurtrack.engine.runtime.base import ModelSession
 
 TrackState = Literal["tracking", "lost"]
 

@@ -1,4 +1,4 @@
-"""`python -m models.export --checkpoint CKPT --out BUNDLE_DIR [--deblur deblur.onnx]`.
+"""`python -m blurtrack.models.export --checkpoint CKPT --out BUNDLE_DIR [--deblur deblur.onnx]`.
 
 Writes a tracker bundle: template.onnx + search.onnx (opset 17, fixed shapes), checks ONNX Runtime
 against torch on random crops, and writes manifest.json through engine.manifest. The search net's
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.manifest import AnchorConfig, Bundle, DeblurConfig, Manifest, NetworkSpec, Preprocess, TensorSpec, TrackerConfig
+from blurtrack.engine.manifest import AnchorConfig, Bundle, DeblurConfig, Manifest, NetworkSpec, Preprocess, TensorSpec, TrackerConfig
 
 OPSET = 17
 EXEMPLAR, INSTANCE, SCORE = 127, 255, 25
@@ -33,7 +33,7 @@ def export_onnx(net, out_dir: Path, *, check: bool = True, seed: int = 0) -> dic
     out_dir; returns the tensor specs and, with `check`, the max |ORT - torch| differences."""
     import torch
 
-    from models.tracker.net import SearchNet, TemplateNet
+    from blurtrack.models.tracker.net import SearchNet, TemplateNet
 
     net.eval()
     template_net, search_net = TemplateNet(net).eval(), SearchNet(net).eval()
@@ -145,7 +145,7 @@ def deblur_spec(path: Path) -> NetworkSpec:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models.export", description="Export a trained tracker to a bundle.")
+    parser = argparse.ArgumentParser(prog="python -m blurtrack.models.export", description="Export a trained tracker to a bundle.")
     configure(parser)
     return parser
 
@@ -171,19 +171,19 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("export needs torch: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    from models.tracker.training import TRAIN_WEIGHTS_FILE, load_net_from_checkpoint, save_train_weights
+    from blurtrack.models.tracker.training import TRAIN_WEIGHTS_FILE, load_net_from_checkpoint, save_train_weights
 
     if not args.checkpoint.is_file():
-        print(f"checkpoint {args.checkpoint} not found: pass OUT/best.pt from `python -m models.train`", file=sys.stderr)
+        print(f"checkpoint {args.checkpoint} not found: pass OUT/best.pt from `python -m blurtrack.models.train`", file=sys.stderr)
         return 2
     net, ckpt = load_net_from_checkpoint(args.checkpoint, args.snapshot)
     config = ckpt["config"]
     name = args.name or config.get("name", args.out.name)
     calibration = ""
     if args.calibrate_scale:
-        from engine.data.synth import default_images_dir
-        from models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
-        from models.tracker.labels import AnchorTarget
+        from blurtrack.engine.data.synth import default_images_dir
+        from blurtrack.models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
+        from blurtrack.models.tracker.labels import AnchorTarget
 
         images = Path(config["images"]) if config.get("images") else default_images_dir()
         synth_dev = args.synth_dev if args.synth_dev is not None and args.synth_dev.is_dir() else None

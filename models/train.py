@@ -1,4 +1,4 @@
-"""`python -m models.train --config CONFIG.json --out DIR [...]` (also `blurtrack models train`).
+"""`python -m blurtrack.models.train --config CONFIG.json --out DIR [...]` (also `blurtrack models train`).
 
 The config's "task" picks the trainer: "tracker" -> models.tracker.training.run(config, args). Any
 other task name T is dispatched to models.T.training.run(config, args), or, when that module does
@@ -18,7 +18,7 @@ DEFAULT_OUT_ROOT = Path("/tmp/blurtrack-train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models.train", description="Train a blurtrack network.")
+    parser = argparse.ArgumentParser(prog="python -m blurtrack.models.train", description="Train a blurtrack network.")
     configure(parser)
     return parser
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         args.config = Path(args.out) / "config.json"
         args.config.write_text(json.dumps(config, indent=2))
-    for module, call in ((f"models.{task}.training", "run"), (f"models.{task}.train", "main")):
+    for module, call in ((f"blurtrack.models.{task}.training", "run"), (f"blurtrack.models.{task}.train", "main")):
         try:
             trainer = importlib.import_module(module)
         except ModuleNotFoundError as exc:

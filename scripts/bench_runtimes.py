@@ -25,17 +25,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from engine.errors import BlurtrackError
-from engine.runtime.mslite import MindSporeLiteBackend, convert_model
-from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from blurtrack.engine.errors import BlurtrackError
+from blurtrack.engine.runtime.mslite import MindSporeLiteBackend, convert_model
+from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = REPO.parent / "shared" / "peers" / "nanotrack" / "v2"
 
 
 def default_models(work: Path) -> list[Path]:
-    from engine.manifest import load_bundle
-    from engine.testbundle import build_test_bundle
+    from blurtrack.engine.manifest import load_bundle
+    from blurtrack.engine.testbundle import build_test_bundle
 
     bundle = load_bundle(build_test_bundle(work / "test-bundle"))
     models = [bundle.path(net.onnx) for net in bundle.manifest.networks().values()]
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.bundle:
-            from engine.manifest import load_bundle
+            from blurtrack.engine.manifest import load_bundle
 
             bundle = load_bundle(args.bundle)
             models = [bundle.path(net.onnx) for net in bundle.manifest.networks().values()]

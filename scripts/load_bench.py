@@ -39,10 +39,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clients.client import BlurtrackClient, Result
-from engine.frames import decode_image
-from engine.pipeline import Pipeline
-from engine.render import render_moving_target
+from blurtrack.clients.client import BlurtrackClient, Result
+from blurtrack.engine.frames import decode_image
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.engine.render import render_moving_target
 
 
 @dataclass
@@ -204,11 +204,11 @@ def main() -> int:
 
     bundle = args.bundle
     if args.test_bundle:
-        from engine.testbundle import build_test_bundle
+        from blurtrack.engine.testbundle import build_test_bundle
 
         scratch = tempfile.TemporaryDirectory(prefix="blurtrack-bench-")  # removed at exit
         bundle = str(build_test_bundle(Path(scratch.name) / "test-matched-filter"))
-    from engine.manifest import resolve_bundle_dir
+    from blurtrack.engine.manifest import resolve_bundle_dir
 
     bundle = str(resolve_bundle_dir(bundle))  # a clear error now, not a server that never gets ready
 

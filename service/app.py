@@ -23,11 +23,11 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketState
 
 from blurtrack import __version__
-from service.api.routes import health, live, sessions, stream
-from service.config import ServiceSettings
-from service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected, excerpt
-from service.limits import BodyGuard, ConnectionCap
-from service.state import ServiceState
+from blurtrack.service.api.routes import health, live, sessions, stream
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected, excerpt
+from blurtrack.service.limits import BodyGuard, ConnectionCap
+from blurtrack.service.state import ServiceState
 
 log = logging.getLogger("service")
 

@@ -7,7 +7,7 @@ machine-readable code). On the WebSocket the same codes travel as
 
 from __future__ import annotations
 
-from engine.errors import BlurtrackError, InvalidBoxError, InvalidFrameError, ModelNotFoundError
+from blurtrack.engine.errors import BlurtrackError, InvalidBoxError, InvalidFrameError, ModelNotFoundError
 
 # WebSocket close codes (4000-4999 are free for applications; 4xxx mirrors the HTTP status).
 WS_NORMAL = 1000

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import InvalidFrameError
-from engine.frames import decode_image
-from service.errors import ApiError, frame_too_large
-from service.image_header import ACCEPTED_FORMATS, ImageHeader, image_size, read_header
+from blurtrack.engine.errors import InvalidFrameError
+from blurtrack.engine.frames import decode_image
+from blurtrack.service.errors import ApiError, frame_too_large
+from blurtrack.service.image_header import ACCEPTED_FORMATS, ImageHeader, image_size, read_header
 
 __all__ = ["check_frame", "check_frame_bytes", "decode_frame", "image_size"]
 

@@ -13,8 +13,8 @@ from typing import Self
 
 import uvicorn
 
-from service.app import create_app, drain
-from service.config import ServiceSettings
+from blurtrack.service.app import create_app, drain
+from blurtrack.service.config import ServiceSettings
 
 
 def uvicorn_config(settings: ServiceSettings) -> uvicorn.Config:

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from engine.pipeline import SiamRPNTracker, TrackResult
-from service.errors import ApiError, unknown_session
-from service.metrics import ServiceMetrics
-from service.schemas import SessionInfo, SessionOptions
+from blurtrack.engine.pipeline import SiamRPNTracker, TrackResult
+from blurtrack.service.errors import ApiError, unknown_session
+from blurtrack.service.metrics import ServiceMetrics
+from blurtrack.service.schemas import SessionInfo, SessionOptions
 
 if TYPE_CHECKING:
-    from engine.geometry import Box
+    from blurtrack.engine.geometry import Box
 
 log = logging.getLogger(__name__)
 

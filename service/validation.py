@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from engine.geometry import Box
-from service.errors import ApiError, excerpt
-from service.schemas import SessionOptions
+from blurtrack.engine.geometry import Box
+from blurtrack.service.errors import ApiError, excerpt
+from blurtrack.service.schemas import SessionOptions
 
 MAX_BOX_CHARS = 200  # "x,y,w,h" with generous decimals
 MAX_OPTIONS_BYTES = 1024

@@ -17,15 +17,15 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from engine.errors import BlurtrackError
-from engine.geometry import Box
-from engine.pipeline import Pipeline, SiamRPNTracker, TrackResult
-from service.config import ServiceSettings
-from service.errors import ApiError, from_engine_error
-from service.frames import decode_frame
-from service.schemas import SessionOptions
-from service.sessions import PendingFrame
-from service.validation import all_finite, check_box_in_frame
+from blurtrack.engine.errors import BlurtrackError
+from blurtrack.engine.geometry import Box
+from blurtrack.engine.pipeline import Pipeline, SiamRPNTracker, TrackResult
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.errors import ApiError, from_engine_error
+from blurtrack.service.frames import decode_frame
+from blurtrack.service.schemas import SessionOptions
+from blurtrack.service.sessions import PendingFrame
+from blurtrack.service.validation import all_finite, check_box_in_frame
 
 log = logging.getLogger(__name__)
 

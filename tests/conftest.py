@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.testbundle import build_test_bundle
+from blurtrack.engine.testbundle import build_test_bundle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

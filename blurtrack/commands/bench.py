@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from blurtrack.commands.eval import positive_int
-from engine.runtime import BACKEND_NAMES
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 
 def _names(value: str) -> list[str]:
@@ -49,12 +49,12 @@ def _versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.data.synth import shared_dir
-    from engine.errors import BlurtrackError
-    from engine.evaluation import benchmark, peers
-    from engine.evaluation.bench_report import accuracy_table, write_outputs
-    from engine.evaluation.host import host_signature
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.data.synth import shared_dir
+    from blurtrack.engine.errors import BlurtrackError
+    from blurtrack.engine.evaluation import benchmark, peers
+    from blurtrack.engine.evaluation.bench_report import accuracy_table, write_outputs
+    from blurtrack.engine.evaluation.host import host_signature
+    from blurtrack.engine.settings import get_engine_settings
 
     cache_dir = args.cache_dir or peers.default_cache_dir()
     if args.setup_peers:

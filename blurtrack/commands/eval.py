@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.runtime import BACKEND_NAMES
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 
 def positive_int(value: str) -> int:
@@ -30,11 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.evaluation.otb import find_sequences, write_boxes
-    from engine.evaluation.runner import evaluate, run_dataset
-    from engine.evaluation.tables import markdown_table
-    from engine.pipeline import Pipeline
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.evaluation.otb import find_sequences, write_boxes
+    from blurtrack.engine.evaluation.runner import evaluate, run_dataset
+    from blurtrack.engine.evaluation.tables import markdown_table
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.engine.settings import get_engine_settings
 
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.runtime import BACKEND_NAMES
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.errors import ModelNotFoundError
-    from engine.manifest import load_bundle, resolve_bundle_dir
-    from engine.runtime import get_backend
-    from service.config import get_settings
-    from service.server import serve
+    from blurtrack.engine.errors import ModelNotFoundError
+    from blurtrack.engine.manifest import load_bundle, resolve_bundle_dir
+    from blurtrack.engine.runtime import get_backend
+    from blurtrack.service.config import get_settings
+    from blurtrack.service.server import serve
 
     settings = get_settings(
         host=args.host,
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.backend == "mslite" and not load_bundle(bundle_dir).has_ms_files():
         raise ModelNotFoundError(f"bundle {bundle_dir} has no .ms files for MindSpore Lite: run `blurtrack models convert {bundle_dir}`")
     if settings.demo_dir is not None:
-        from engine.evaluation.otb import find_sequences
+        from blurtrack.engine.evaluation.otb import find_sequences
 
         demos = find_sequences(settings.demo_dir)  # DatasetError (exit 2) says what the folder must hold
         log.info("demo sequences from %s: %s", settings.demo_dir, ", ".join(s.name for s in demos))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.runtime import BACKEND_NAMES
-from engine.settings import get_engine_settings
+from blurtrack.engine.runtime import BACKEND_NAMES
+from blurtrack.engine.settings import get_engine_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +55,9 @@ def default_boxes_path(source: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clients.drawing import VideoWriter, draw_box
-    from clients.sources import open_source
-    from engine.pipeline import Pipeline
+    from blurtrack.clients.drawing import VideoWriter, draw_box
+    from blurtrack.clients.sources import open_source
+    from blurtrack.engine.pipeline import Pipeline
 
     if args.show_deblur and args.out is None:
         raise SystemExit("--show-deblur needs --out (the crops are written beside the annotated video)")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from blurtrack.commands.eval import positive_int
-from engine.runtime import BACKEND_NAMES
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 DEFAULT_GRID = {
     "penalty_k": [0.05, 0.15, 0.25],
@@ -98,15 +98,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.data.synth import shared_dir
-    from engine.evaluation import peers
-    from engine.evaluation.benchmark import DataSpec, prepare_data
-    from engine.evaluation.host import host_signature
-    from engine.evaluation.otb import find_sequences, load_sequence
-    from engine.evaluation.splits import split_dirs
-    from engine.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
-    from engine.pipeline import Pipeline
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.data.synth import shared_dir
+    from blurtrack.engine.evaluation import peers
+    from blurtrack.engine.evaluation.benchmark import DataSpec, prepare_data
+    from blurtrack.engine.evaluation.host import host_signature
+    from blurtrack.engine.evaluation.otb import find_sequences, load_sequence
+    from blurtrack.engine.evaluation.splits import split_dirs
+    from blurtrack.engine.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.engine.settings import get_engine_settings
 
     # the deblur-policy settings this run varies, and the flags that asked for them
     deblur_options = {"--blur-threshold": ("blur_threshold", args.blur_threshold),

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from filelock import FileLock
 
-from engine.errors import BlurtrackError, ModelNotFoundError
+from blurtrack.engine.errors import BlurtrackError, ModelNotFoundError
 
 GAMMA = 2.2
 SUBFRAME_HZ = 240

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BlurtrackError, DatasetError
-from engine.evaluation import peers
-from engine.evaluation.otb import Sequence, find_sequences
-from engine.evaluation.runner import SequenceRun, evaluate, run_sequence
-from engine.evaluation.splits import BLURRED_CLIPS, split_clips
+from blurtrack.engine.errors import BlurtrackError, DatasetError
+from blurtrack.engine.evaluation import peers
+from blurtrack.engine.evaluation.otb import Sequence, find_sequences
+from blurtrack.engine.evaluation.runner import SequenceRun, evaluate, run_sequence
+from blurtrack.engine.evaluation.splits import BLURRED_CLIPS, split_clips
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def prepare_data(spec: DataSpec, cache_dir: Path, shared_dir: Path) -> Path:
     if spec.kind == "otb":
         root = Path(str(spec.path).format(shared=shared_dir)).expanduser()
         return split_folder(spec, root, cache_dir) if spec.split else root
-    from engine.data.synth import SYNTH_VERSION, make_split
+    from blurtrack.engine.data.synth import SYNTH_VERSION, make_split
 
     split = spec.split or "test"
     out = cache_dir / "synthetic" / f"{split}-v{SYNTH_VERSION}-n{spec.sequences}-f{spec.frames}-seed{spec.seed}"
@@ -135,9 +135,9 @@ class Contender:
 
 
 def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str, threads: int) -> Contender:
-    from engine.errors import ModelNotFoundError
-    from engine.manifest import resolve_bundle_dir
-    from engine.pipeline import Pipeline
+    from blurtrack.engine.errors import ModelNotFoundError
+    from blurtrack.engine.manifest import resolve_bundle_dir
+    from blurtrack.engine.pipeline import Pipeline
 
     try:
         resolve_bundle_dir(spec.bundle)

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import DatasetError, InvalidFrameError
-from engine.geometry import Box
+from blurtrack.engine.errors import DatasetError, InvalidFrameError
+from blurtrack.engine.geometry import Box
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import BackendUnavailableError, ModelNotFoundError
-from engine.evaluation import peer_worker
-from engine.evaluation.otb import Sequence
-from engine.evaluation.runner import SequenceRun
+from blurtrack.engine.errors import BackendUnavailableError, ModelNotFoundError
+from blurtrack.engine.evaluation import peer_worker
+from blurtrack.engine.evaluation.otb import Sequence
+from blurtrack.engine.evaluation.runner import SequenceRun
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BackendUnavailableError
+from blurtrack.engine.errors import BackendUnavailableError
 
 
 def _pyplot():

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import BackendUnavailableError, BlurtrackError, ModelNotFoundError
-from engine.runtime.base import Backend, ModelSession
-from engine.runtime.mslite_setup import RuntimeStatus, default_home, lib_dir, shim_path
+from blurtrack.engine.errors import BackendUnavailableError, BlurtrackError, ModelNotFoundError
+from blurtrack.engine.runtime.base import Backend, ModelSession
+from blurtrack.engine.runtime.mslite_setup import RuntimeStatus, default_home, lib_dir, shim_path
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class MindSporeLiteBackend(Backend):
 # not take the caller with it.
 _CONVERT_CHILD = """
 import sys
-from engine.runtime.mslite import _convert_in_process
+from blurtrack.engine.runtime.mslite import _convert_in_process
 sys.exit(_convert_in_process(sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4] or None))
 """
 
@@ -412,11 +412,8 @@ def convert_model(onnx_path: Path, ms_path: Path, no_fusion: bool = False, home:
         source = stem.with_name(stem.name + ".onnx")
         onnx.save(fixed, str(source))
     command = [sys.executable, "-c", _CONVERT_CHILD, str(source), str(stem), "1" if no_fusion else "0", str(home or "")]
-    # The child must import this package even when it is run from a source checkout.
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        result = subprocess.run(command, capture_output=True, text=True)
     finally:
         if source != onnx_path:
             source.unlink(missing_ok=True)
@@ -451,7 +448,7 @@ def convert_model(onnx_path: Path, ms_path: Path, no_fusion: bool = False, home:
 def convert_bundle(bundle: Any, home: Path | None = None) -> list[Path]:
     """Converts every network of a bundle (a Bundle, its name or folder) to .ms. Networks without an
     `ms` file name get `<onnx stem>.ms`, and the manifest is saved with it."""
-    from engine.manifest import Bundle, load_bundle
+    from blurtrack.engine.manifest import Bundle, load_bundle
 
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)

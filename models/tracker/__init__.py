@@ -2,9 +2,9 @@
 their training pairs, anchor targets, loss, training loop and scale calibration.
 
 Recipe (CPU, one thread; see models/configs/tracker*.json):
-    python -m models.train --config models/configs/tracker.json --out /tmp/blurtrack-train/tracker \
+    python -m blurtrack.models.train --config models/configs/tracker.json --out /tmp/blurtrack-train/tracker \
         --budget-minutes 66 --seed 0
-    python -m models.export --checkpoint /tmp/blurtrack-train/tracker/best.pt \
+    python -m blurtrack.models.export --checkpoint /tmp/blurtrack-train/tracker/best.pt \
         --out /tmp/blurtrack-train/bundle-effnet-eca --calibrate-scale \
         --tracker-json '{"window_influence": ..., "penalty_k": ..., "lr": ...}'
     blurtrack tune --bundle /tmp/blurtrack-train/bundle-effnet-eca --apply   # settings chosen on DEV

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.anchors import decode_boxes, flatten_loc, foreground_scores
-from models.tracker.labels import AnchorTarget
-from models.tracker.net import SiamRPN
+from blurtrack.engine.anchors import decode_boxes, flatten_loc, foreground_scores
+from blurtrack.models.tracker.labels import AnchorTarget
+from blurtrack.models.tracker.net import SiamRPN
 
 
 @torch.no_grad()
@@ -50,8 +50,8 @@ def calibration_batches(images_dir, synth_dev_root, seed: int = 0, batches: int 
     with `deblur_bundle`, after that bundle's deblur gate and network, as the tracker trained."""
     from pathlib import Path
 
-    from models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
-    from models.tracker.training import make_batch
+    from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
+    from blurtrack.models.tracker.training import make_batch
 
     cfg = PairConfig(neg_prob=0.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0, template_scale=0.0)
     sampler = PairSampler(load_images(split_images(Path(images_dir))["dev"]), cfg)
@@ -59,7 +59,7 @@ def calibration_batches(images_dir, synth_dev_root, seed: int = 0, batches: int 
         track = SequencePairSampler(Path(synth_dev_root), PairConfig(**{**cfg.__dict__, "track_centre_prob": 1.0}), max_gap=60)
         sampler = MixedSampler([sampler, track], [0.5, 0.5])
     if deblur_bundle:
-        from models.tracker.deblur_input import DeblurredInput
+        from blurtrack.models.tracker.deblur_input import DeblurredInput
 
         sampler = DeblurredInput(sampler, deblur_bundle)
     target = AnchorTarget()

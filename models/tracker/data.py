@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.geometry import context_size, crop_square
+from blurtrack.engine.geometry import context_size, crop_square
 
 EXEMPLAR, INSTANCE = 127, 255
 
@@ -38,7 +38,7 @@ def split_images(images_dir: Path) -> dict[str, list[Path]]:
     project); otherwise md5(file name) buckets 0-7 train, 8 dev, 9 test.
     """
     try:
-        from engine.data.synth import split_images as synth_split  # type: ignore[attr-defined]
+        from blurtrack.engine.data.synth import split_images as synth_split  # type: ignore[attr-defined]
     except ImportError:
         synth_split = None
     if synth_split is not None:

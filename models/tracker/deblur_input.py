@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.deblur import Deblurrer
-from engine.manifest import load_bundle
-from engine.runtime import get_backend
-from models.tracker.data import Pair
+from blurtrack.engine.deblur import Deblurrer
+from blurtrack.engine.manifest import load_bundle
+from blurtrack.engine.runtime import get_backend
+from blurtrack.models.tracker.data import Pair
 
 
 class DeblurredInput:

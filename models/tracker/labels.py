@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.anchors import box_iou_cxcywh, encode_boxes, generate_anchors
-from engine.manifest import AnchorConfig
+from blurtrack.engine.anchors import box_iou_cxcywh, encode_boxes, generate_anchors
+from blurtrack.engine.manifest import AnchorConfig
 
 
 class AnchorTarget:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.tracker.backbones import AlexNetStyle, DeblurEncoder, EfficientNetLite0
+from blurtrack.models.tracker.backbones import AlexNetStyle, DeblurEncoder, EfficientNetLite0
 
 # Cells of the stride-8 maps (16x16 template, 32x32 search; cell o centred on crop pixel 8*o) that
 # the neck keeps. Correlation output i then uses search cells i..i+6, centred on pixel 8*i + 24;

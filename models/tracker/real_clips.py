@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.evaluation.otb import load_sequence
-from engine.geometry import context_size, crop_square
-from models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
+from blurtrack.engine.evaluation.otb import load_sequence
+from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
 
 # Region side / search side: the search side jitters by up to 18 % and its centre moves up to
 # 64 of 255 crop pixels, so a search crop reaches 0.5 * 1.18 + 0.25 = 0.84 search sides out.

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.evaluation import metrics
-from engine.evaluation.metrics import FrameScores, score_sequence
+from blurtrack.engine.evaluation import metrics
+from blurtrack.engine.evaluation.metrics import FrameScores, score_sequence
 
 
 def test_center_error_is_euclidean_distance_of_box_centres():

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.render import render_moving_target
+from blurtrack.engine.render import render_moving_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,7 @@ def test_track_says_when_a_folder_has_no_images(test_bundle, tmp_path):
 
 def test_the_label_is_drawn_once_in_one_box():
     """The label was drawn twice (a thick black copy under a thin one) and the copies did not line up."""
-    from clients.drawing import LABEL_FONT, LABEL_SCALE, LABEL_X, LABEL_Y, draw_box
+    from blurtrack.clients.drawing import LABEL_FONT, LABEL_SCALE, LABEL_X, LABEL_Y, draw_box
 
     frame = np.full((240, 320, 3), 120, np.uint8)
     label = "#12 tracking score 0.93 4.1 ms"

@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.deblur import blur_score
-from engine.evaluation.metrics import center_errors
-from engine.evaluation.otb import load_sequence
-from engine.evaluation.runner import evaluate, run_sequence
-from engine.geometry import context_size, crop_square
-from engine.pipeline import Pipeline
+from blurtrack.engine.deblur import blur_score
+from blurtrack.engine.evaluation.metrics import center_errors
+from blurtrack.engine.evaluation.otb import load_sequence
+from blurtrack.engine.evaluation.runner import evaluate, run_sequence
+from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.engine.pipeline import Pipeline
 
 BUNDLE = "blurtrack-effnet-eca"
 

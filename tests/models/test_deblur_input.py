@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from engine.deblur import blur_score  # noqa: E402
-from models.tracker.data import Pair  # noqa: E402
-from models.tracker.deblur_input import DeblurredInput  # noqa: E402
+from blurtrack.engine.deblur import blur_score  # noqa: E402
+from blurtrack.models.tracker.data import Pair  # noqa: E402
+from blurtrack.models.tracker.deblur_input import DeblurredInput  # noqa: E402
 
 
 class FixedPairs:
@@ -70,7 +70,7 @@ def test_scale_calibration_sees_the_same_deblurred_input_as_training(tmp_path, t
     """Export's --calibrate-scale measures on DEV pairs; for a tracker trained with deblur_input it
     must measure on deblurred pairs too: same pairs (same seed), blurry search crops rewritten."""
     pytest.importorskip("torch")
-    from models.tracker.calibrate import calibration_batches
+    from blurtrack.models.tracker.calibrate import calibration_batches
 
     images = tmp_path / "images"
     images.mkdir()

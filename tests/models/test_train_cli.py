@@ -1,4 +1,4 @@
-"""`python -m models.train` option handling (no torch needed)."""
+"""`python -m blurtrack.models.train` option handling (no torch needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.train import apply_overrides, main
+from blurtrack.models.train import apply_overrides, main
 
 
 def test_set_overrides_nested_entries_with_json_values():

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import websockets
 
-from engine.render import render_moving_target
-from service.config import ServiceSettings
-from service.server import BackgroundServer
+from blurtrack.engine.render import render_moving_target
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.server import BackgroundServer
 
 
 @dataclass

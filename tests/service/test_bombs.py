@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.image_header import read_header
+from blurtrack.service.image_header import read_header
 
 from .bombs import SIDE, bombs
 from .conftest import new_session, open_session, recv_json, ws_connect

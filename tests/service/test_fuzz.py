@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.geometry import Box, iou
+from blurtrack.engine.geometry import Box, iou
 
 from .bombs import bomb_headers
 from .conftest import render_sequence, ws_connect

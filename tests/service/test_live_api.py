@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from engine.render import render_moving_target
+from blurtrack.engine.render import render_moving_target
 
 from .conftest import new_session, recv_json, render_sequence, ws_connect
 
@@ -245,7 +245,7 @@ def test_demo_sequence_runs_through_a_session(live_server, demo_dir):
     assert created.status_code == 201, created.text
     results = stream_keep_session(live_server, created.json()["session_id"], frames[1:])
     gt = np.loadtxt(demo_dir / "square" / "groundtruth_rect.txt", delimiter=",")
-    from engine.geometry import Box, iou
+    from blurtrack.engine.geometry import Box, iou
 
     assert min(iou(Box(*r["box"]), Box(*gt[r["seq"]])) for r in results) > 0.5
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from engine.geometry import Box, iou
-from engine.render import render_moving_target
+from blurtrack.engine.geometry import Box, iou
+from blurtrack.engine.render import render_moving_target
 
 from .conftest import Sequence, new_session
 from .test_live_api import wait_for_preview_of, write_otb_sequence

@@ -12,10 +12,10 @@ import time
 import cv2
 import pytest
 
-from clients.cli import main as client_main
-from clients.client import BlurtrackClient, Reconnected, Result, StreamLost
-from engine.render import render_moving_target
-from service.server import BackgroundServer
+from blurtrack.clients.cli import main as client_main
+from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, StreamLost
+from blurtrack.engine.render import render_moving_target
+from blurtrack.service.server import BackgroundServer
 
 from .conftest import metric_samples, settings_for
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from service.server import BackgroundServer
+from blurtrack.service.server import BackgroundServer
 
 from .conftest import new_session, recv_json, settings_for, ws_connect
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import websockets
 
-from engine.frames import decode_image
-from engine.geometry import Box, iou
-from engine.pipeline import Pipeline
+from blurtrack.engine.frames import decode_image
+from blurtrack.engine.geometry import Box, iou
+from blurtrack.engine.pipeline import Pipeline
 
 from .conftest import new_session, recv_json, render_sequence, stream_lockstep, ws_connect
 

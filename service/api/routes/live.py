@@ -16,13 +16,13 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import FileResponse
 from starlette.requests import HTTPConnection
 
-from engine.errors import DatasetError
-from engine.evaluation.otb import Sequence, find_sequences
-from service.api.deps import State, require_api_key
-from service.errors import ApiError, excerpt
-from service.image_header import image_size
-from service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
-from service.sessions import Session
+from blurtrack.engine.errors import DatasetError
+from blurtrack.engine.evaluation.otb import Sequence, find_sequences
+from blurtrack.service.api.deps import State, require_api_key
+from blurtrack.service.errors import ApiError, excerpt
+from blurtrack.service.image_header import image_size
+from blurtrack.service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
+from blurtrack.service.sessions import Session
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
-from engine.pipeline import Pipeline
-from service.api.deps import State, require_api_key
-from service.errors import WS_ENDED, ApiError
-from service.frames import check_frame
-from service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
-from service.sessions import Session
-from service.validation import check_box_in_frame, parse_box_input, parse_options_field
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.service.api.deps import State, require_api_key
+from blurtrack.service.errors import WS_ENDED, ApiError
+from blurtrack.service.frames import check_frame
+from blurtrack.service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
+from blurtrack.service.sessions import Session
+from blurtrack.service.validation import check_box_in_frame, parse_box_input, parse_options_field
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
 
