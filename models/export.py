@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or config.get("name", args.out.name)
     calibration = ""
     if args.calibrate_scale:
-        from blurtrack.engine.data.synth import default_images_dir
+        from blurtrack.models.synth import default_images_dir
         from blurtrack.models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
         from blurtrack.models.tracker.labels import AnchorTarget
 

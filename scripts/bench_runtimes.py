@@ -35,7 +35,7 @@ PEERS = REPO.parent / "shared" / "peers" / "nanotrack" / "v2"
 
 def default_models(work: Path) -> list[Path]:
     from blurtrack.engine.manifest import load_bundle
-    from blurtrack.engine.testbundle import build_test_bundle
+    from blurtrack.models.testbundle import build_test_bundle
 
     bundle = load_bundle(build_test_bundle(work / "test-bundle"))
     models = [bundle.path(net.onnx) for net in bundle.manifest.networks().values()]

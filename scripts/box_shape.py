@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blurtrack.engine.evaluation.otb import find_sequences, read_groundtruth
+from blurtrack.engine.otb import find_sequences, read_groundtruth
 
 
 def shape_errors(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:

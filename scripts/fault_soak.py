@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, StreamError, StreamLost  # noqa: E402
-from blurtrack.engine.render import render_moving_target  # noqa: E402
+from blurtrack.models.render import render_moving_target  # noqa: E402
 from tests.service.bombs import bomb_headers  # noqa: E402
 
 MB = 1024 * 1024
@@ -238,7 +238,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fault-soak-"))
     bundle = args.bundle
     if bundle is None:
-        from blurtrack.engine.testbundle import build_test_bundle
+        from blurtrack.models.testbundle import build_test_bundle
 
         bundle = str(build_test_bundle(tmp / "test-bundle"))
     port = free_port()

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from blurtrack.clients.client import BlurtrackClient, Result
 from blurtrack.engine.frames import decode_image
 from blurtrack.engine.pipeline import Pipeline
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 
 @dataclass
@@ -204,7 +204,7 @@ def main() -> int:
 
     bundle = args.bundle
     if args.test_bundle:
-        from blurtrack.engine.testbundle import build_test_bundle
+        from blurtrack.models.testbundle import build_test_bundle
 
         scratch = tempfile.TemporaryDirectory(prefix="blurtrack-bench-")  # removed at exit
         bundle = str(build_test_bundle(Path(scratch.name) / "test-matched-filter"))

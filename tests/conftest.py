@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from blurtrack.engine.testbundle import build_test_bundle
+from blurtrack.models.testbundle import build_test_bundle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,5 +26,5 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def test_bundle(tmp_path_factory) -> Path:
-    """The hand-made ONNX bundle (engine/testbundle.py), built once per test session."""
+    """The hand-made ONNX bundle (models/testbundle.py), built once per test session."""
     return build_test_bundle(tmp_path_factory.mktemp("bundle") / "test-matched-filter")

@@ -1,6 +1,6 @@
 """`blurtrack bench`: our tracker, its ablations and the peer trackers (OpenCV CSRT, KCF, NanoTrack
 v2, VitTrack) on the validation clips (the real-train holdout split), the smoke clips and the
-synthetic test sequences in one run; writes a markdown table, JSON and PNG plots. Rows, bundles and data sets come from engine/evaluation/bench.toml (or --config)."""
+synthetic test sequences in one run; writes a markdown table, JSON and PNG plots. Rows, bundles and data sets come from models/evaluation/bench.toml (or --config)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trackers", type=_names, help="comma-separated tracker rows from the config (default: all)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: ./bench-results)")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the report here (e.g. BENCHMARKS.md), plots linked relative to it")
-    parser.add_argument("--config", type=Path, help="bench config TOML (default: engine/evaluation/bench.toml)")
+    parser.add_argument("--config", type=Path, help="bench config TOML (default: models/evaluation/bench.toml)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="runtime for our bundles (default: BLURTRACK_BACKEND or auto)")
     parser.add_argument("--threads", type=positive_int, help="threads per tracker, ours and the peers (default: BLURTRACK_THREADS or 2)")
     parser.add_argument("--synthetic-sequences", type=positive_int, metavar="N", help="override the synthetic split's sequence count")
@@ -49,11 +49,11 @@ def _versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blurtrack.engine.data.synth import shared_dir
+    from blurtrack.models.synth import shared_dir
     from blurtrack.engine.errors import BlurtrackError
-    from blurtrack.engine.evaluation import benchmark, peers
-    from blurtrack.engine.evaluation.bench_report import accuracy_table, write_outputs
-    from blurtrack.engine.evaluation.host import host_signature
+    from blurtrack.models.evaluation import benchmark, peers
+    from blurtrack.models.evaluation.bench_report import accuracy_table, write_outputs
+    from blurtrack.models.evaluation.host import host_signature
     from blurtrack.engine.settings import get_engine_settings
 
     cache_dir = args.cache_dir or peers.default_cache_dir()

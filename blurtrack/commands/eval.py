@@ -30,9 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blurtrack.engine.evaluation.otb import find_sequences, write_boxes
-    from blurtrack.engine.evaluation.runner import evaluate, run_dataset
-    from blurtrack.engine.evaluation.tables import markdown_table
+    from blurtrack.engine.otb import find_sequences, write_boxes
+    from blurtrack.models.evaluation.runner import evaluate, run_dataset
+    from blurtrack.models.evaluation.tables import markdown_table
     from blurtrack.engine.pipeline import Pipeline
     from blurtrack.engine.settings import get_engine_settings
 

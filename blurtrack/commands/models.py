@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "convert":
         return _convert(args.bundles, args.all, args.models_dir)
     if args.action == "make-test-bundle":
-        from blurtrack.engine.testbundle import build_test_bundle
+        from blurtrack.models.testbundle import build_test_bundle
 
         print(f"wrote {build_test_bundle(args.out_dir)}")
         return 0

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.backend == "mslite" and not load_bundle(bundle_dir).has_ms_files():
         raise ModelNotFoundError(f"bundle {bundle_dir} has no .ms files for MindSpore Lite: run `blurtrack models convert {bundle_dir}`")
     if settings.demo_dir is not None:
-        from blurtrack.engine.evaluation.otb import find_sequences
+        from blurtrack.engine.otb import find_sequences
 
         demos = find_sequences(settings.demo_dir)  # DatasetError (exit 2) says what the folder must hold
         log.info("demo sequences from %s: %s", settings.demo_dir, ", ".join(s.name for s in demos))

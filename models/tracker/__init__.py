@@ -10,7 +10,7 @@ Recipe (CPU, one thread; see models/configs/tracker*.json):
     blurtrack tune --bundle /tmp/blurtrack-train/bundle-effnet-eca --apply   # settings chosen on DEV
 With "deblur_input": {"bundle": ...} in the config (tracker_deblur_input.json) the tracker trains on
 crops after that bundle's deblur gate and network (models/tracker/deblur_input.py).
-Training renders (and caches) synthetic TRAIN / DEV sequences with engine.data.synth; the DEV ones
+Training renders (and caches) synthetic TRAIN / DEV sequences with models.synth; the DEV ones
 only select the checkpoint and calibrate the box size, the real clips are never used.
 
 Modules import torch: import them explicitly (models.tracker.net, models.tracker.training, ...).

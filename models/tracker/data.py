@@ -34,11 +34,11 @@ def _bucket(name: str) -> int:
 def split_images(images_dir: Path) -> dict[str, list[Path]]:
     """Deterministic disjoint split of the photos: train / dev / test.
 
-    Uses engine.data.synth.split_images when that module provides it (one rule for the whole
+    Uses models.synth.split_images when that module provides it (one rule for the whole
     project); otherwise md5(file name) buckets 0-7 train, 8 dev, 9 test.
     """
     try:
-        from blurtrack.engine.data.synth import split_images as synth_split  # type: ignore[attr-defined]
+        from blurtrack.models.synth import split_images as synth_split  # type: ignore[attr-defined]
     except ImportError:
         synth_split = None
     if synth_split is not None:
@@ -348,7 +348,7 @@ def crop_pair(frame_t: np.ndarray, box_t, frame_s: np.ndarray, box_s, rng: np.ra
 
 # ---------------------------------------------------------------- synthetic blurred sequences
 class SequencePairSampler:
-    """Pairs from GoPro-style synthetic sequences in OTB layout (engine.data.synth.make_split on
+    """Pairs from GoPro-style synthetic sequences in OTB layout (models.synth.make_split on
     the TRAIN photos): template from frame i, search from a later frame j <= i + max_gap.
 
     Frames are already motion-blurred, so no extra blur is added; colour / grey as for stills."""

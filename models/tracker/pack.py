@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurtrack.engine.data.synth import default_images_dir, shared_dir, split_images
-from blurtrack.engine.evaluation.splits import split_dirs
+from blurtrack.models.synth import default_images_dir, shared_dir, split_images
+from blurtrack.models.evaluation.splits import split_dirs
 from blurtrack.models.tracker.real_clips import pack_clip, save_pack
 
 PHOTO_MAX_SIDE = 320

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurtrack.engine.evaluation.otb import load_sequence
+from blurtrack.engine.otb import load_sequence
 from blurtrack.engine.geometry import context_size, crop_square
 from blurtrack.models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from blurtrack.engine.anchors import box_iou_cxcywh, decode_boxes, flatten_loc, foreground_scores
-from blurtrack.engine.evaluation.splits import split_dirs
+from blurtrack.models.evaluation.splits import split_dirs
 from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
 from blurtrack.models.tracker.deblur_input import DeblurredInput
 from blurtrack.models.tracker.labels import AnchorTarget
@@ -229,7 +229,7 @@ def log_line(log: Path, record: dict) -> None:
 def synth_sampler(synth_cfg: dict, pair_cfg: PairConfig, images_dir: Path) -> SequencePairSampler:
     """Synthetic blurred sequences from the TRAIN photos, rendered once and cached on disk
     (engine.data.synth.make_split reuses a complete folder with the same parameters)."""
-    from blurtrack.engine.data.synth import make_split
+    from blurtrack.models.synth import make_split
 
     root = Path(synth_cfg.get("root", "/tmp/blurtrack-train/synth-train"))
     split = synth_cfg.get("split", "train")
@@ -245,7 +245,7 @@ def real_sampler(real_cfg: dict, pair_cfg: PairConfig) -> RealClipPairSampler:
     if real_cfg.get("pack"):
         clips = load_pack(Path(real_cfg["pack"]))
     else:
-        from blurtrack.engine.data.synth import shared_dir
+        from blurtrack.models.synth import shared_dir
 
         root = Path(real_cfg.get("root") or shared_dir() / "data" / "real-train")
         clips = [pack_clip(d, every=int(real_cfg.get("every", 2))) for d in split_dirs(root, "train")]
@@ -264,7 +264,7 @@ class TrainingData:
 def build_data(config: dict, seed: int, batch_size: int, target: AnchorTarget) -> TrainingData:
     """The training mix (still-photo pairs, real-clip pairs, synthetic sequences, by the config's
     probabilities) and the held-out batches the checkpoints are scored on."""
-    from blurtrack.engine.data.synth import default_images_dir
+    from blurtrack.models.synth import default_images_dir
 
     images_dir = Path(config["images"]) if config.get("images") else default_images_dir()
     if not images_dir.is_dir():

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from blurtrack.engine.evaluation.host import host_signature
-from blurtrack.engine.evaluation.otb import read_groundtruth
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.evaluation.host import host_signature
+from blurtrack.engine.otb import read_groundtruth
+from blurtrack.models.render import render_moving_target
 
 
 def write_otb(root, seq, name, skip=()):
@@ -137,8 +137,8 @@ kind = "opencv"
 
 
 def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, test_bundle):
-    from blurtrack.engine.evaluation.otb import find_sequences
-    from blurtrack.engine.evaluation.tuning import settings_grid, tune
+    from blurtrack.engine.otb import find_sequences
+    from blurtrack.models.evaluation.tuning import settings_grid, tune
     from blurtrack.engine.pipeline import Pipeline
 
     pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
@@ -155,8 +155,8 @@ def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, 
 
 
 def test_tuning_the_deblur_gate_changes_only_that_trackers_gate(dataset, test_bundle):
-    from blurtrack.engine.evaluation.otb import find_sequences
-    from blurtrack.engine.evaluation.tuning import tune
+    from blurtrack.engine.otb import find_sequences
+    from blurtrack.models.evaluation.tuning import tune
     from blurtrack.engine.pipeline import Pipeline
 
     pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from blurtrack.engine.evaluation import metrics
-from blurtrack.engine.evaluation.metrics import FrameScores, score_sequence
+from blurtrack.models.evaluation import metrics
+from blurtrack.models.evaluation.metrics import FrameScores, score_sequence
 
 
 def test_center_error_is_euclidean_distance_of_box_centres():

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blurtrack.engine.evaluation.otb import (
+from blurtrack.engine.otb import (
     DatasetError,
     MissingFrameError,
     find_sequences,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blurtrack.engine.evaluation.metrics import ious
-from blurtrack.engine.evaluation.otb import find_sequences
+from blurtrack.models.evaluation.metrics import ious
+from blurtrack.engine.otb import find_sequences
 from blurtrack.engine.geometry import context_size, crop_square
 from blurtrack.engine.manifest import load_bundle
 from blurtrack.engine.pipeline import Pipeline

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blurtrack.engine.data import synth
+from blurtrack.models import synth
 
 
 def textured_image(seed: int, h: int = 300, w: int = 420) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 REPO = Path(__file__).resolve().parents[2]
 

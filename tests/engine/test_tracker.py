@@ -12,7 +12,7 @@ from blurtrack.engine.frames import as_bgr, decode_image
 from blurtrack.engine.geometry import Box, iou
 from blurtrack.engine.manifest import load_bundle
 from blurtrack.engine.pipeline import Pipeline
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 from blurtrack.engine.runtime import get_backend
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from blurtrack.engine.deblur import blur_score
-from blurtrack.engine.evaluation.metrics import center_errors
-from blurtrack.engine.evaluation.otb import load_sequence
-from blurtrack.engine.evaluation.runner import evaluate, run_sequence
+from blurtrack.models.evaluation.metrics import center_errors
+from blurtrack.engine.otb import load_sequence
+from blurtrack.models.evaluation.runner import evaluate, run_sequence
 from blurtrack.engine.geometry import context_size, crop_square
 from blurtrack.engine.pipeline import Pipeline
 

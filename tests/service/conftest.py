@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import websockets
 
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 from blurtrack.service.config import ServiceSettings
 from blurtrack.service.server import BackgroundServer
 

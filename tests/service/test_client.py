@@ -13,7 +13,7 @@ import pytest
 from blurtrack.clients.cli import main as client_main
 from blurtrack.clients.client import BlurtrackClient, Result, ServerError
 from blurtrack.engine.geometry import Box, iou
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 from .conftest import new_session, recv_json, render_sequence, ws_connect
 

@@ -15,7 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from blurtrack.engine.geometry import Box, iou
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 from .conftest import Sequence, new_session
 from .test_live_api import wait_for_preview_of, write_otb_sequence

@@ -14,7 +14,7 @@ import pytest
 
 from blurtrack.clients.cli import main as client_main
 from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, StreamLost
-from blurtrack.engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 from blurtrack.service.server import BackgroundServer
 
 from .conftest import metric_samples, settings_for

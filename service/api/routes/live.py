@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from starlette.requests import HTTPConnection
 
 from blurtrack.engine.errors import DatasetError
-from blurtrack.engine.evaluation.otb import Sequence, find_sequences
+from blurtrack.engine.otb import Sequence, find_sequences
 from blurtrack.service.api.deps import State, require_api_key
 from blurtrack.service.errors import ApiError, excerpt
 from blurtrack.service.image_header import image_size

@@ -5,7 +5,7 @@ in this process).
 opencv-contrib-python-headless and the product's opencv-python-headless install the same `cv2`
 module; whichever is installed last wins and uninstalling either breaks the other. So contrib
 lives only in a venv under the cache folder (`blurtrack bench --setup-peers`), and the trackers
-run there through engine/evaluation/peer_worker.py, which imports nothing from blurtrack.
+run there through models/evaluation/peer_worker.py, which imports nothing from blurtrack.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blurtrack.engine.errors import BackendUnavailableError, ModelNotFoundError
-from blurtrack.engine.evaluation import peer_worker
-from blurtrack.engine.evaluation.otb import Sequence
-from blurtrack.engine.evaluation.runner import SequenceRun
+from blurtrack.models.evaluation import peer_worker
+from blurtrack.engine.otb import Sequence
+from blurtrack.models.evaluation.runner import SequenceRun
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """`blurtrack bench`: our tracker, its ablations and the peer trackers on the same sequences in one
-run, scored with engine.evaluation.metrics.
+run, scored with models.evaluation.metrics.
 
 Trackers run interleaved, sequence by sequence (every tracker on sequence 1, then every tracker on
 sequence 2, ...), so a slow phase of the host hits all of them alike and the speed ratios to the
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from blurtrack.engine.errors import BlurtrackError, DatasetError
-from blurtrack.engine.evaluation import peers
-from blurtrack.engine.evaluation.otb import Sequence, find_sequences
-from blurtrack.engine.evaluation.runner import SequenceRun, evaluate, run_sequence
-from blurtrack.engine.evaluation.splits import BLURRED_CLIPS, split_clips
+from blurtrack.models.evaluation import peers
+from blurtrack.engine.otb import Sequence, find_sequences
+from blurtrack.models.evaluation.runner import SequenceRun, evaluate, run_sequence
+from blurtrack.models.evaluation.splits import BLURRED_CLIPS, split_clips
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class DataSpec:
     kind: str  # "otb" | "synthetic"
     path: str | None = None
     # synthetic: the photo split; otb: "" for every sequence under path, or a split of the
-    # real-train clips (engine/evaluation/splits.py: train, select, holdout)
+    # real-train clips (models/evaluation/splits.py: train, select, holdout)
     split: str = ""
     blurred_only: bool = False  # otb split: only the clips with motion blur (splits.BLURRED_CLIPS)
     sequences: int = 20
@@ -97,7 +97,7 @@ def prepare_data(spec: DataSpec, cache_dir: Path, shared_dir: Path) -> Path:
     if spec.kind == "otb":
         root = Path(str(spec.path).format(shared=shared_dir)).expanduser()
         return split_folder(spec, root, cache_dir) if spec.split else root
-    from blurtrack.engine.data.synth import SYNTH_VERSION, make_split
+    from blurtrack.models.synth import SYNTH_VERSION, make_split
 
     split = spec.split or "test"
     out = cache_dir / "synthetic" / f"{split}-v{SYNTH_VERSION}-n{spec.sequences}-f{spec.frames}-seed{spec.seed}"

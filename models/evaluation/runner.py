@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from blurtrack.engine.evaluation import metrics
-from blurtrack.engine.evaluation.otb import MissingFrameError, Sequence
+from blurtrack.models.evaluation import metrics
+from blurtrack.engine.otb import MissingFrameError, Sequence
 
 log = logging.getLogger(__name__)
 

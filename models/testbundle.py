@@ -175,7 +175,7 @@ def build_test_bundle(out_dir: str | Path, name: str = "test-matched-filter") ->
     image = lambda name, size: TensorSpec(name=name, shape=[1, 3, size, size])  # noqa: E731
     manifest = Manifest(
         name=name,
-        description="Hand-made matched-filter Siamese bundle for tests and demos (engine/testbundle.py); not trained.",
+        description="Hand-made matched-filter Siamese bundle for tests and demos (models/testbundle.py); not trained.",
         template=NetworkSpec(onnx="template.onnx", inputs=[image("template", 127)], outputs=[TensorSpec(name="zf", shape=[1, CHANNELS, 7, 7])]),
         search=NetworkSpec(
             onnx="search.onnx",

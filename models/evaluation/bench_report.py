@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from blurtrack.engine.evaluation import plots
-from blurtrack.engine.evaluation.otb import write_boxes
-from blurtrack.engine.evaluation.tables import markdown_table
+from blurtrack.models.evaluation import plots
+from blurtrack.engine.otb import write_boxes
+from blurtrack.models.evaluation.tables import markdown_table
 
 STAGES = ("crop", "deblur", "track", "post", "total")
 

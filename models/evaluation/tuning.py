@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from blurtrack.engine.evaluation.otb import Sequence
-from blurtrack.engine.evaluation.runner import evaluate, run_dataset
+from blurtrack.engine.otb import Sequence
+from blurtrack.models.evaluation.runner import evaluate, run_dataset
 
 TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou", "aspect_lr")
 # the deblur policy's (engine.manifest.DeblurConfig): crops whose blur score is below
