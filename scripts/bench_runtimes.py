@@ -26,7 +26,8 @@ import numpy as np
 import onnx
 
 from blurtrack.engine.errors import BlurtrackError
-from blurtrack.engine.runtime.mslite import MindSporeLiteBackend, convert_model
+from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
+from blurtrack.engine.runtime.mslite.convert import convert_model
 from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 REPO = Path(__file__).resolve().parent.parent

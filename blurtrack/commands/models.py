@@ -58,7 +58,7 @@ def _list(models_dir: Path | None) -> int:
 
 def _convert(names: list[str], all_bundles: bool, models_dir: Path | None) -> int:
     from blurtrack.engine.manifest import list_bundles
-    from blurtrack.engine.runtime.mslite import convert_bundle
+    from blurtrack.engine.runtime.mslite.convert import convert_bundle
     from blurtrack.engine.settings import get_engine_settings
 
     settings = get_engine_settings()

@@ -13,7 +13,7 @@ BACKEND_NAMES = ("auto", "mslite", "onnxruntime")
 
 
 def mslite_available() -> bool:
-    from blurtrack.engine.runtime.mslite import runtime_status
+    from blurtrack.engine.runtime.mslite.detect import runtime_status
 
     return runtime_status().available
 
@@ -31,7 +31,7 @@ def get_backend(name: str = "auto", threads: int = 2) -> Backend:
             log.info("backend auto -> onnxruntime (MindSpore Lite not set up: run `blurtrack setup mslite`)")
             name = "onnxruntime"
     if name == "mslite":
-        from blurtrack.engine.runtime.mslite import MindSporeLiteBackend
+        from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
 
         return MindSporeLiteBackend(threads=threads)
     from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend

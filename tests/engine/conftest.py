@@ -2,7 +2,7 @@
 
 import pytest
 
-from blurtrack.engine.runtime.mslite_setup import RuntimeStatus, setup_runtime
+from blurtrack.engine.runtime.mslite.install import RuntimeStatus, setup_runtime
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from blurtrack.engine.otb import find_sequences
 from blurtrack.engine.geometry import context_size, crop_square
 from blurtrack.engine.manifest import load_bundle
 from blurtrack.engine.pipeline import Pipeline
-from blurtrack.engine.runtime.mslite import MindSporeLiteBackend
+from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
 from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from blurtrack.engine.settings import get_engine_settings
 

@@ -217,8 +217,8 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     assert len(r.box) == 4 and all(np.isfinite(r.box)) and 0.0 <= r.score <= 1.0
 
     # MindSpore Lite converts the exported pair with fusion on and tracks as ONNX Runtime does
-    from blurtrack.engine.runtime.mslite import convert_bundle
-    from blurtrack.engine.runtime.mslite_setup import setup_runtime
+    from blurtrack.engine.runtime.mslite.convert import convert_bundle
+    from blurtrack.engine.runtime.mslite.install import setup_runtime
 
     setup_runtime()
     convert_bundle(tmp_path)
@@ -376,8 +376,8 @@ def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
 
-    from blurtrack.engine.runtime.mslite import convert_model
-    from blurtrack.engine.runtime.mslite_setup import setup_runtime
+    from blurtrack.engine.runtime.mslite.convert import convert_model
+    from blurtrack.engine.runtime.mslite.install import setup_runtime
     from blurtrack.models.export import export_onnx
 
     export_onnx(build_tracker({"backbone": "alexnet", "pretrained": False}), tmp_path)
