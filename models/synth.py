@@ -30,6 +30,7 @@ import numpy as np
 from filelock import FileLock
 
 from blurtrack.engine.errors import BlurtrackError, ModelNotFoundError
+from blurtrack.models.paths import shared_dir
 
 GAMMA = 2.2
 SUBFRAME_HZ = 240
@@ -48,16 +49,6 @@ _TO_LINEAR = ((np.arange(256, dtype=np.float64) / 255.0) ** GAMMA).astype(np.flo
 # ---------------------------------------------------------------------------------------------
 # Locating and splitting the photos
 # ---------------------------------------------------------------------------------------------
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """The read-only shared folder: $BLURTRACK_SHARED_DIR, else `../shared` beside the repo."""
-    env = os.environ.get("BLURTRACK_SHARED_DIR")
-    return Path(env).expanduser().resolve() if env else (repo_root().parent / "shared").resolve()
 
 
 def default_images_dir() -> Path:
@@ -252,7 +243,7 @@ def _mask_hull(alpha: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Sequence:
+class SynthSequence:
     """Rendered blurred frames (BGR uint8) and ground-truth boxes (N, 4) x, y, w, h, 0-based.
 
     Box convention: a target covering pixel columns a..b has x = a, w = b - a + 1.
@@ -273,7 +264,7 @@ def render_sequence(
     return_sharp: bool = False,
     flat_target_color: tuple[int, int, int] | None = None,
     speed_scale: float = 1.0,
-) -> Sequence:
+) -> SynthSequence:
     """Render one blurred sequence from a pool of photos (paths or BGR arrays).
 
     The background and the target's texture come from two different photos of the pool,
@@ -409,10 +400,10 @@ def render_sequence(
         "shake_amp": shake_amp,
         "size": [W, H],
     }
-    return Sequence(frames=frames, boxes=boxes, sharp_frames=sharp if return_sharp else None, meta=meta)
+    return SynthSequence(frames=frames, boxes=boxes, sharp_frames=sharp if return_sharp else None, meta=meta)
 
 
-def write_otb(seq: Sequence, out_dir: str | Path, name: str, jpeg_quality: int = 92) -> Path:
+def write_otb(seq: SynthSequence, out_dir: str | Path, name: str, jpeg_quality: int = 92) -> Path:
     """Write `<out_dir>/<name>/img/0001.jpg...` and `groundtruth_rect.txt` (1-based x, y like OTB)."""
     seq_dir = Path(out_dir) / name
     img_dir = seq_dir / "img"
@@ -600,9 +591,3 @@ def blur_pair(
             blurred = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     sharp = to_srgb_u8(subframe(None))
     return blurred, sharp
-
-
-def laplacian_variance(image: np.ndarray) -> float:
-    """Sharpness score (variance of the Laplacian of the grey image); falls as blur grows."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())

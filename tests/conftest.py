@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from blurtrack.models.paths import shared_dir
 from blurtrack.models.testbundle import build_test_bundle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("BLURTRACK_SHARED_DIR", REPO_ROOT.parent / "shared"))
 
 
 @pytest.fixture(scope="session")

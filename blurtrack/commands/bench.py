@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from blurtrack.commands.eval import positive_int
+from blurtrack.commands.arguments import positive_int
 from blurtrack.engine.runtime import BACKEND_NAMES
 
 
@@ -49,7 +49,7 @@ def _versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blurtrack.models.synth import shared_dir
+    from blurtrack.models.paths import shared_dir
     from blurtrack.engine.errors import BlurtrackError
     from blurtrack.models.evaluation import benchmark, peers
     from blurtrack.models.evaluation.bench_report import accuracy_table, write_outputs

@@ -8,14 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from blurtrack.commands.arguments import positive_int
 from blurtrack.engine.runtime import BACKEND_NAMES
-
-
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return number
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

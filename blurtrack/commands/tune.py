@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from blurtrack.commands.eval import positive_int
+from blurtrack.commands.arguments import positive_int
 from blurtrack.engine.runtime import BACKEND_NAMES
 
 DEFAULT_GRID = {
@@ -98,7 +98,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blurtrack.models.synth import shared_dir
+    from blurtrack.models.paths import shared_dir
     from blurtrack.models.evaluation import peers
     from blurtrack.models.evaluation.benchmark import DataSpec, prepare_data
     from blurtrack.models.evaluation.host import host_signature

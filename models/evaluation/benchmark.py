@@ -278,7 +278,7 @@ def add_speed_ratios(rows: list[dict[str, Any]], data_names: list[str], referenc
     if ref is None:
         raise ValueError(f"reference tracker {reference!r} has no results")
     for data_name in data_names:
-        ref_fps = ref["results"][data_name]["pooled"]["fps"] if ref else None
+        ref_fps = ref["results"][data_name]["pooled"]["fps"]
         for row in rows:
             result = row["results"].get(data_name)
             if result is None:

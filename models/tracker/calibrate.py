@@ -50,7 +50,8 @@ def calibration_batches(images_dir, synth_dev_root, seed: int = 0, batches: int 
     with `deblur_bundle`, after that bundle's deblur gate and network, as the tracker trained."""
     from pathlib import Path
 
-    from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
+    from blurtrack.models.synth import split_images
+    from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images
     from blurtrack.models.tracker.training import make_batch
 
     cfg = PairConfig(neg_prob=0.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0, template_scale=0.0)

@@ -26,32 +26,6 @@ from blurtrack.engine.geometry import context_size, crop_square
 EXEMPLAR, INSTANCE = 127, 255
 
 
-# ---------------------------------------------------------------- image split
-def _bucket(name: str) -> int:
-    return int(hashlib.md5(name.encode()).hexdigest()[:8], 16) % 10
-
-
-def split_images(images_dir: Path) -> dict[str, list[Path]]:
-    """Deterministic disjoint split of the photos: train / dev / test.
-
-    Uses models.synth.split_images when that module provides it (one rule for the whole
-    project); otherwise md5(file name) buckets 0-7 train, 8 dev, 9 test.
-    """
-    try:
-        from blurtrack.models.synth import split_images as synth_split  # type: ignore[attr-defined]
-    except ImportError:
-        synth_split = None
-    if synth_split is not None:
-        split = synth_split(images_dir)
-        return {k: [Path(p) for p in v] for k, v in split.items()}
-    files = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    out: dict[str, list[Path]] = {"train": [], "dev": [], "test": []}
-    for p in files:
-        b = _bucket(p.name)
-        out["train" if b < 8 else "dev" if b == 8 else "test"].append(p)
-    return out
-
-
 def load_images(paths: list[Path]) -> list[np.ndarray]:
     images = []
     for p in paths:

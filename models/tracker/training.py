@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from blurtrack.engine.anchors import box_iou_cxcywh, decode_boxes, flatten_loc, foreground_scores
 from blurtrack.models.evaluation.splits import split_dirs
-from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
+from blurtrack.models.synth import split_images
+from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images
 from blurtrack.models.tracker.deblur_input import DeblurredInput
 from blurtrack.models.tracker.labels import AnchorTarget
 from blurtrack.models.tracker.net import SiamRPN, build_tracker
@@ -245,7 +246,7 @@ def real_sampler(real_cfg: dict, pair_cfg: PairConfig) -> RealClipPairSampler:
     if real_cfg.get("pack"):
         clips = load_pack(Path(real_cfg["pack"]))
     else:
-        from blurtrack.models.synth import shared_dir
+        from blurtrack.models.paths import shared_dir
 
         root = Path(real_cfg.get("root") or shared_dir() / "data" / "real-train")
         clips = [pack_clip(d, every=int(real_cfg.get("every", 2))) for d in split_dirs(root, "train")]

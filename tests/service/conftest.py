@@ -21,7 +21,7 @@ from blurtrack.service.server import BackgroundServer
 
 
 @dataclass
-class Sequence:
+class JpegSequence:
     jpegs: list[bytes]
     boxes: np.ndarray  # ground truth x, y, w, h per frame
 
@@ -30,15 +30,15 @@ class Sequence:
         return ",".join(f"{v:g}" for v in self.boxes[0])
 
 
-def render_sequence(seed: int = 0, n_frames: int = 8, step: tuple[float, float] = (4.0, 2.0), start=None) -> Sequence:
+def render_sequence(seed: int = 0, n_frames: int = 8, step: tuple[float, float] = (4.0, 2.0), start=None) -> JpegSequence:
     """A bright textured square moving over a dark noisy background, 320x240, JPEG-encoded."""
     seq = render_moving_target(n_frames, size=(320, 240), target=(40, 40), step=step, start=start, seed=seed)
     jpegs = [cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for frame in seq.frames]
-    return Sequence(jpegs, seq.boxes)
+    return JpegSequence(jpegs, seq.boxes)
 
 
 @pytest.fixture(scope="session")
-def sequence() -> Sequence:
+def sequence() -> JpegSequence:
     return render_sequence(seed=3, n_frames=10, step=(5.0, 3.0))
 
 
@@ -77,7 +77,7 @@ def open_session(server: BackgroundServer, jpeg: bytes, box: str, *, headers=Non
     )
 
 
-def new_session(server: BackgroundServer, seq: Sequence, **kwargs) -> str:
+def new_session(server: BackgroundServer, seq: JpegSequence, **kwargs) -> str:
     response = open_session(server, seq.jpegs[0], seq.first_box, **kwargs)
     assert response.status_code == 201, response.text
     return response.json()["session_id"]

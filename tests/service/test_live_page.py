@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from blurtrack.engine.geometry import Box, iou
 from blurtrack.models.render import render_moving_target
 
-from .conftest import Sequence, new_session
+from .conftest import JpegSequence, new_session
 from .test_live_api import wait_for_preview_of, write_otb_sequence
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -192,7 +192,7 @@ def test_page_without_key_or_demo_watches_a_robot_session(start_server, page, tm
         # tracker ends up lost; the page picks the session up and shows it
         rendered = render_moving_target(40, size=(320, 240), target=(40, 40), step=(3.0, 2.0), seed=50, leave_after=20)
         jpegs = [cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for frame in rendered.frames]
-        session_id = new_session(server, Sequence(jpegs, rendered.boxes))
+        session_id = new_session(server, JpegSequence(jpegs, rendered.boxes))
         wait_until(page, "(sid) => window.blurtrackView.session === sid", arg=session_id, timeout_s=20)
         # (Playwright's sync API runs an event loop in this thread: the robot uses the sync client)
         with connect(f"{server.ws_url}/v1/sessions/{session_id}/stream", open_timeout=30) as ws:
