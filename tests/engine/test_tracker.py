@@ -22,11 +22,9 @@ def pipeline(test_bundle):
 
 
 @pytest.fixture(scope="module")
-def mslite_pipeline(test_bundle, tmp_path_factory):
+def mslite_pipeline(test_bundle, tmp_path_factory, mslite_runtime):
     from blurtrack.engine.runtime.mslite.convert import convert_bundle
-    from blurtrack.engine.runtime.mslite.install import setup_runtime
 
-    setup_runtime()  # idempotent; CI has run `blurtrack setup mslite` already
     bundle = tmp_path_factory.mktemp("ms") / "bundle"
     shutil.copytree(test_bundle, bundle)
     convert_bundle(load_bundle(bundle))

@@ -218,9 +218,9 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
 
     # MindSpore Lite converts the exported pair with fusion on and tracks as ONNX Runtime does
     from blurtrack.engine.runtime.mslite.convert import convert_bundle
-    from blurtrack.engine.runtime.mslite.install import setup_runtime
+    from tests.conftest import require_mslite
 
-    setup_runtime()
+    require_mslite()
     convert_bundle(tmp_path)
     ms_tracker = Pipeline.from_bundle(tmp_path, backend="mslite", threads=1).new_tracker(deblur="off")
     ms_tracker.init(frame, (100, 80, 60, 50))
@@ -377,11 +377,11 @@ def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):
     import onnx
 
     from blurtrack.engine.runtime.mslite.convert import convert_model
-    from blurtrack.engine.runtime.mslite.install import setup_runtime
     from blurtrack.models.export import export_onnx
+    from tests.conftest import require_mslite
 
     export_onnx(build_tracker({"backbone": "alexnet", "pretrained": False}), tmp_path)
     pools = [n for n in onnx.load(str(tmp_path / "template.onnx")).graph.node if n.op_type == "MaxPool"]
     assert pools and not any(a.name == "dilations" for n in pools for a in n.attribute)
-    setup_runtime()
+    require_mslite()
     assert convert_model(tmp_path / "template.onnx", tmp_path / "template.ms").is_file()
