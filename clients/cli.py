@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Iterator
+from typing import cast
 
 import cv2
 import httpx
@@ -57,10 +58,10 @@ class Annotator:
 
     def __init__(self, path: str, fps: float):
         self.video = VideoWriter(path, fps)
-        self.pending: dict[int, np.ndarray] = {}
+        self.pending: dict[int, np.ndarray | bytes] = {}
         self.last: tuple[tuple[float, ...], str] | None = None
 
-    def keep(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    def keep(self, frames: Iterator[np.ndarray | bytes]) -> Iterator[np.ndarray | bytes]:
         for index, frame in enumerate(frames):
             self.pending[index] = frame
             yield frame
@@ -78,12 +79,12 @@ class Annotator:
         self.video.close()
 
     def _write(self, frame: np.ndarray | bytes, state: str, label: str | None = None) -> None:
-        if isinstance(frame, bytes):  # a file sent as it is: decoded only here, for the video
-            frame = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR)
+        # a file sent as it is: decoded only here, for the video
+        image = cast(np.ndarray, cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR)) if isinstance(frame, bytes) else frame
         if self.last is not None:
             box, last_state = self.last
-            frame = draw_box(frame, box, "dropped" if state == "dropped" else last_state, label)
-        self.video.write(frame)
+            image = draw_box(image, box, "dropped" if state == "dropped" else last_state, label)
+        self.video.write(image)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -301,7 +301,7 @@ class BlurtrackClient:
                         lost.message = f"{lost.message}; reconnecting failed after {failures} tries ({exc})"
                         raise lost from exc
             feed.resume(replay=mode == "lockstep")
-            yield anchor[0], Reconnected(failures, session.session_id, anchor[0], tuple(anchor[2]), lost.message)
+            yield anchor[0], Reconnected(failures, session.session_id, anchor[0], _box_tuple(anchor[2]), lost.message)
 
 
 class StreamLost(Exception):
@@ -423,7 +423,7 @@ async def _realtime(stream: TrackStream, feed: _Feed, fps: float, jpeg_quality: 
             await stream.request_close()  # the reader drains the last answers until the server closes
         except websockets.ConnectionClosed as exc:
             await queue.put(_lost_from_close(exc))
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+        except Exception as exc:
             await queue.put(exc)
 
     async def reader() -> None:

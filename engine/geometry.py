@@ -24,7 +24,7 @@ class Box(NamedTuple):
         return self.x + self.w / 2.0, self.y + self.h / 2.0
 
     @classmethod
-    def from_center(cls, cx: float, cy: float, w: float, h: float) -> "Box":
+    def from_center(cls, cx: float, cy: float, w: float, h: float) -> Box:
         return cls(cx - w / 2.0, cy - h / 2.0, w, h)
 
 

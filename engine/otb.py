@@ -105,7 +105,8 @@ def list_frames(image_dir: Path, name: str) -> list[Path | None]:
     if not images:
         raise DatasetError(f"sequence {name}: no images (.jpg, .png, .bmp) in {image_dir}")
     if not all(p.stem.isdigit() for p in images):
-        return sorted(images, key=lambda p: p.name)
+        by_name = sorted(images, key=lambda p: p.name)
+        return list(by_name)
     by_number: dict[int, Path] = {}
     for p in images:
         number = int(p.stem)

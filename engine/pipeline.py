@@ -37,7 +37,7 @@ class Pipeline:
         log.info("pipeline ready: bundle %s on %s (%s, %d threads)", bundle.name, backend.name, backend.device, backend.threads)
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> "Pipeline":
+    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> Pipeline:
         loaded = load_bundle(bundle)
         if backend == "auto" and not loaded.has_ms_files():
             # auto means "MindSpore Lite where it can run": a bundle not converted yet cannot.

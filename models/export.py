@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from blurtrack.engine.manifest import AnchorConfig, Bundle, DeblurConfig, Manifest, NetworkSpec, Preprocess, TensorSpec, TrackerConfig
+from blurtrack.engine.manifest import (
+    AnchorConfig,
+    Bundle,
+    DeblurConfig,
+    Manifest,
+    NetworkSpec,
+    Preprocess,
+    TensorSpec,
+    TrackerConfig,
+)
 
 OPSET = 17
 EXEMPLAR, INSTANCE, SCORE = 127, 255, 25

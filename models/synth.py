@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
+from collections.abc import Sequence as SequenceT
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence as SequenceT
+from typing import cast
 
 import cv2
 import numpy as np
@@ -588,6 +588,6 @@ def blur_pair(
     if rng.random() < 0.6:
         ok, buf = cv2.imencode(".jpg", blurred, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])
         if ok:
-            blurred = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            blurred = cast(np.ndarray, cv2.imdecode(buf, cv2.IMREAD_COLOR))
     sharp = to_srgb_u8(subframe(None))
     return blurred, sharp

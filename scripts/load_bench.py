@@ -36,13 +36,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from blurtrack.clients.client import BlurtrackClient, Result
 from blurtrack.engine.frames import decode_image
 from blurtrack.engine.pipeline import Pipeline
 from blurtrack.models.render import render_moving_target
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -117,7 +116,7 @@ def start_server(args, bundle: str, port: int) -> tuple[subprocess.Popen, dict, 
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise SystemExit(f"the server did not start; its log ({log.name}):\n{Path(log.name).read_text()}")
+                raise SystemExit(f"the server did not start; its log ({log.name}):\n{Path(log.name).read_text()}") from None
             time.sleep(0.2)
 
 

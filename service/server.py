@@ -9,9 +9,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Self
+from typing import cast
 
 import uvicorn
+from fastapi import FastAPI
 
 from blurtrack.service.app import create_app, drain
 from blurtrack.service.config import ServiceSettings
@@ -45,7 +46,7 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         if not self.force_exit:
-            await drain(self.config.app.state.service)
+            await drain(cast(FastAPI, self.config.app).state.service)
         await super().shutdown(sockets)
 
 
@@ -117,7 +118,7 @@ class BackgroundServer:
         self._thread.join(timeout=30)
         self._socket.close()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

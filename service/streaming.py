@@ -68,7 +68,7 @@ class StreamConnection:
                 self._open = False
 
     async def _send_error(self, code: str, message: str, seq: int | None = None) -> None:
-        body = {"type": "error", "code": code, "message": message}
+        body: dict[str, object] = {"type": "error", "code": code, "message": message}
         if seq is not None:
             body["seq"] = seq
         await self._send(body)
@@ -276,7 +276,7 @@ class StreamConnection:
                 frame_width=image.shape[1],
                 frame_height=image.shape[0],
                 scale=encoded.scale,
-                box=tuple(float(v) for v in result.box),
+                box=result.box,
                 score=float(result.score),
                 state=result.state,
                 captured_at=datetime.now(UTC),

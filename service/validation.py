@@ -10,6 +10,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from blurtrack.engine.geometry import Box
 from blurtrack.service.errors import ApiError, excerpt
@@ -110,7 +111,7 @@ def parse_box_input(value: Any) -> Box:
     return Box(box.x, box.y, box.w, box.h)
 
 
-def _box_problem(error: dict) -> str:
+def _box_problem(error: ErrorDetails) -> str:
     if error["type"] == "finite_number":
         return "must be finite, not NaN or infinite"
     if error["type"] == "greater_than_equal" and error["loc"][0] in ("w", "h"):

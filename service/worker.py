@@ -87,7 +87,7 @@ class InferenceWorker:
         s = self.settings
         try:
             self.pipeline = await self._run(partial(Pipeline.from_bundle, s.bundle, backend=s.backend, threads=s.threads))
-        except Exception as exc:  # noqa: BLE001 - a missing bundle or runtime: reported on /readyz, health keeps answering
+        except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("could not load the pipeline: %s", self.load_error)
             return

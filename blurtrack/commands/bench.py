@@ -49,12 +49,12 @@ def _versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blurtrack.models.paths import shared_dir
     from blurtrack.engine.errors import BlurtrackError
+    from blurtrack.engine.settings import get_engine_settings
     from blurtrack.models.evaluation import benchmark, peers
     from blurtrack.models.evaluation.bench_report import accuracy_table, write_outputs
     from blurtrack.models.evaluation.host import host_signature
-    from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.paths import shared_dir
 
     cache_dir = args.cache_dir or peers.default_cache_dir()
     if args.setup_peers:

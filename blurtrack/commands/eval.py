@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from blurtrack.commands.arguments import positive_int
+from blurtrack.engine.deblur import DeblurMode
 from blurtrack.engine.runtime import BACKEND_NAMES
 
 
@@ -25,10 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from blurtrack.engine.otb import find_sequences, write_boxes
-    from blurtrack.models.evaluation.runner import evaluate, run_dataset
-    from blurtrack.models.evaluation.tables import markdown_table
     from blurtrack.engine.pipeline import Pipeline
     from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.evaluation.runner import evaluate, run_dataset
+    from blurtrack.models.evaluation.tables import markdown_table
 
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or settings.threads
     sequences = find_sequences(args.dataset)
     pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
-    deblur = "off" if args.no_deblur else None
+    deblur: DeblurMode | None = "off" if args.no_deblur else None
 
     total = sum(len(s) for s in sequences)
     with tqdm(total=total, unit="frame", desc="eval", file=sys.stderr, dynamic_ncols=True) as bar:

@@ -98,15 +98,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blurtrack.models.paths import shared_dir
+    from blurtrack.engine.otb import find_sequences, load_sequence
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.engine.settings import get_engine_settings
     from blurtrack.models.evaluation import peers
     from blurtrack.models.evaluation.benchmark import DataSpec, prepare_data
     from blurtrack.models.evaluation.host import host_signature
-    from blurtrack.engine.otb import find_sequences, load_sequence
     from blurtrack.models.evaluation.splits import split_dirs
     from blurtrack.models.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
-    from blurtrack.engine.pipeline import Pipeline
-    from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.paths import shared_dir
 
     # the deblur-policy settings this run varies, and the flags that asked for them
     deblur_options = {"--blur-threshold": ("blur_threshold", args.blur_threshold),

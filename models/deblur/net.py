@@ -71,7 +71,7 @@ class FPNDeblur(nn.Module):
         enc = {id(p) for p in self.enc.parameters()}
         return [p for p in self.parameters() if id(p) not in enc]
 
-    def train(self, mode: bool = True) -> "FPNDeblur":
+    def train(self, mode: bool = True) -> FPNDeblur:
         super().train(mode)
         for m in self.enc.modules():  # frozen ImageNet BN statistics: small CPU batches
             if isinstance(m, nn.BatchNorm2d):
@@ -141,7 +141,7 @@ class PerceptualLoss(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         return super().train(False)  # always frozen
 
     def forward(self, output255: torch.Tensor, target255: torch.Tensor) -> torch.Tensor:

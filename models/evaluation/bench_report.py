@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from blurtrack.models.evaluation import plots
 from blurtrack.engine.otb import write_boxes
+from blurtrack.models.evaluation import plots
 from blurtrack.models.evaluation.tables import markdown_table
 
 STAGES = ("crop", "deblur", "track", "post", "total")

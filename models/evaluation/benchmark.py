@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from blurtrack.engine.errors import BlurtrackError, DatasetError
-from blurtrack.models.evaluation import peers
 from blurtrack.engine.otb import Sequence, find_sequences
+from blurtrack.models.evaluation import peers
 from blurtrack.models.evaluation.runner import SequenceRun, evaluate, run_sequence
 from blurtrack.models.evaluation.splits import BLURRED_CLIPS, split_clips
 
@@ -139,16 +139,18 @@ def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str
     from blurtrack.engine.manifest import resolve_bundle_dir
     from blurtrack.engine.pipeline import Pipeline
 
+    bundle = spec.bundle
+    assert bundle is not None  # load_config refuses a bundle row without one
     try:
-        resolve_bundle_dir(spec.bundle)
+        resolve_bundle_dir(bundle)
     except ModelNotFoundError:
         return Contender(spec, reason=f"not available: bundle {spec.bundle!r} not found — {spec.missing or 'see `blurtrack models list`'}")
     try:
-        if spec.bundle not in pipelines:
-            pipelines[spec.bundle] = Pipeline.from_bundle(spec.bundle, backend=backend, threads=threads)
+        if bundle not in pipelines:
+            pipelines[bundle] = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
     except BlurtrackError as exc:
         return Contender(spec, reason=f"not available: {exc}")
-    pipeline = pipelines[spec.bundle]
+    pipeline = pipelines[bundle]
     deblur = None if spec.deblur == "bundle" else spec.deblur
     details = dict(pipeline.describe())
     details["deblur_mode"] = spec.deblur if deblur else f"bundle policy ({details.get('deblur_policy')})"
@@ -168,7 +170,7 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
                 return Contender(spec, reason=f"not available: {exc}")
         if python is None:
             return Contender(spec, reason=f"not available: run `blurtrack bench --setup-peers` ({peers.CONTRIB_REQUIREMENT} in its own venv)")
-        details = {"runs_in": "a subprocess in the peers venv", "python": str(python), "package": peers.CONTRIB_REQUIREMENT}
+        details: dict[str, Any] = {"runs_in": "a subprocess in the peers venv", "python": str(python), "package": peers.CONTRIB_REQUIREMENT}
     elif name in peers.MODEL_PEERS:
         import cv2
 
@@ -217,10 +219,10 @@ def warm_up(contenders: list[Contender], sequence: Sequence | None, frames: int 
         return
     short = dataclasses.replace(sequence, frames=sequence.frames[:frames], groundtruth=sequence.groundtruth[:frames])
     for c in contenders:
-        if c.available:
+        if c.run is not None and c.available:
             try:
                 c.run(short, lambda n: None)
-            except Exception:  # noqa: BLE001 - the timed run reports failures properly
+            except Exception:
                 pass
 
 
@@ -237,13 +239,13 @@ def run_bench(
     for data_name, sequences in datasets.items():
         for sequence in sequences:
             for c in contenders:
-                if not c.available:
+                if c.run is None or not c.available:
                     continue
                 if progress is not None:
                     progress.set_postfix_str(f"{data_name}/{sequence.name} {c.spec.name}", refresh=False)
                 try:
                     runs[c.spec.name][data_name].append(c.run(sequence, tick))
-                except Exception as exc:  # noqa: BLE001 - a peer's crash must not end the whole run
+                except Exception as exc:
                     if c.spec.kind == "bundle" and not isinstance(exc, BlurtrackError):
                         raise  # our own tracker failing is a bug to see, not a row to grey out
                     c.reason = f"failed on {data_name}/{sequence.name}: {exc}"

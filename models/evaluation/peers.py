@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blurtrack.engine.errors import BackendUnavailableError, ModelNotFoundError
-from blurtrack.models.evaluation import peer_worker
 from blurtrack.engine.otb import Sequence
+from blurtrack.models.evaluation import peer_worker
 from blurtrack.models.evaluation.runner import SequenceRun
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from blurtrack.models.evaluation import metrics
 from blurtrack.engine.geometry import Box
 from blurtrack.engine.otb import MissingFrameError, Sequence
+from blurtrack.models.evaluation import metrics
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ BoxTuple = tuple[float, float, float, float]
 
 
 class SupportsTracking(Protocol):
-    def init(self, frame: Any, box: Any) -> None: ...
+    def init(self, frame: Any, box: Any) -> object: ...
 
     def track(self, frame: Any) -> Any: ...
 

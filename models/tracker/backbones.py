@@ -198,8 +198,8 @@ class DeblurEncoder(nn.Module):
 
     def __init__(self, deblur_onnx: str | Path):
         super().__init__()
-        from blurtrack.models.deblur.net import FPNDeblur  # noqa: PLC0415 - only this backbone needs it
-        from blurtrack.models.deblur.train import load_onnx_weights  # noqa: PLC0415
+        from blurtrack.models.deblur.net import FPNDeblur
+        from blurtrack.models.deblur.train import load_onnx_weights
 
         path = Path(deblur_onnx)
         path = path if path.is_absolute() else Path(__file__).resolve().parents[2] / path  # repo-relative in configs
@@ -212,8 +212,8 @@ class DeblurEncoder(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        from blurtrack.models.deblur.mobilenetv2 import normalise_bgr  # noqa: PLC0415
-        from blurtrack.models.deblur.net import _replicate_pad  # noqa: PLC0415
+        from blurtrack.models.deblur.mobilenetv2 import normalise_bgr
+        from blurtrack.models.deblur.net import _replicate_pad
 
         h, w = x.shape[-2:]
         y = normalise_bgr(_replicate_pad(x, (-h) % 32, (-w) % 32))

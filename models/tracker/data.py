@@ -13,7 +13,6 @@ s_x = context_size(w, h, 0.5) * 255 / 127 and the template = the centre 127 of a
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +152,7 @@ class PairConfig:
     grey_prob: float = 0.08
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PairConfig":
+    def from_dict(cls, data: dict) -> PairConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 

@@ -37,7 +37,7 @@ class NetConfig:
     deblur_onnx: str = ""  # deblur_encoder only: the deblur.onnx whose encoder the tracker reads
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NetConfig":
+    def from_dict(cls, data: dict) -> NetConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

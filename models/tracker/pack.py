@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blurtrack.models.evaluation.splits import split_dirs
 from blurtrack.models.paths import shared_dir
 from blurtrack.models.synth import default_images_dir, split_images
-from blurtrack.models.evaluation.splits import split_dirs
 from blurtrack.models.tracker.real_clips import pack_clip, save_pack
 
 PHOTO_MAX_SIDE = 320

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurtrack.engine.otb import load_sequence
 from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.engine.otb import load_sequence
 from blurtrack.models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
 
 # Region side / search side: the search side jitters by up to 18 % and its centre moves up to

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from blurtrack.models.evaluation.host import host_signature
 from blurtrack.engine.otb import read_groundtruth
+from blurtrack.models.evaluation.host import host_signature
 from blurtrack.models.render import render_moving_target
 
 
@@ -138,8 +138,8 @@ kind = "opencv"
 
 def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, test_bundle):
     from blurtrack.engine.otb import find_sequences
-    from blurtrack.models.evaluation.tuning import settings_grid, tune
     from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.models.evaluation.tuning import settings_grid, tune
 
     pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
     grid = settings_grid({"window_influence": [1.0, 0.3], "penalty_k": [0.0]})
@@ -156,8 +156,8 @@ def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, 
 
 def test_tuning_the_deblur_gate_changes_only_that_trackers_gate(dataset, test_bundle):
     from blurtrack.engine.otb import find_sequences
-    from blurtrack.models.evaluation.tuning import tune
     from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.models.evaluation.tuning import tune
 
     pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
     sequences = find_sequences(dataset)

@@ -7,13 +7,19 @@ import cv2
 import numpy as np
 import pytest
 
-from blurtrack.engine.errors import BackendUnavailableError, InvalidBoxError, InvalidFrameError, ModelNotFoundError, NotInitializedError
+from blurtrack.engine.errors import (
+    BackendUnavailableError,
+    InvalidBoxError,
+    InvalidFrameError,
+    ModelNotFoundError,
+    NotInitializedError,
+)
 from blurtrack.engine.frames import as_bgr, decode_image
 from blurtrack.engine.geometry import Box, iou
 from blurtrack.engine.manifest import load_bundle
 from blurtrack.engine.pipeline import Pipeline
-from blurtrack.models.render import render_moving_target
 from blurtrack.engine.runtime import get_backend
+from blurtrack.models.render import render_moving_target
 
 
 @pytest.fixture(scope="module")

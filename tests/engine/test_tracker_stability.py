@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from blurtrack.engine.deblur import blur_score
-from blurtrack.models.evaluation.metrics import center_errors
-from blurtrack.engine.otb import load_sequence
-from blurtrack.models.evaluation.runner import evaluate, run_sequence
 from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.engine.otb import load_sequence
 from blurtrack.engine.pipeline import Pipeline
+from blurtrack.models.evaluation.metrics import center_errors
+from blurtrack.models.evaluation.runner import evaluate, run_sequence
 
 BUNDLE = "blurtrack-effnet-eca"
 

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from blurtrack.engine.deblur import blur_score  # noqa: E402
-from blurtrack.models.tracker.data import Pair  # noqa: E402
-from blurtrack.models.tracker.deblur_input import DeblurredInput  # noqa: E402
+from blurtrack.engine.deblur import blur_score
+from blurtrack.models.tracker.data import Pair
+from blurtrack.models.tracker.deblur_input import DeblurredInput
 
 
 class FixedPairs:

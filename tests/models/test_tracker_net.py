@@ -145,9 +145,9 @@ def test_loss_falls_when_fitting_one_batch():
     target, rng = AnchorTarget(), np.random.default_rng(0)
     boxes = [np.array([8.0, 0.0, 60.0, 70.0], np.float32), np.array([-30.0, 20.0, 90.0, 40.0], np.float32)]
     labels = [target(b, rng) for b in boxes]
-    lab = torch.from_numpy(np.stack([l[0] for l in labels]))
-    tgt = torch.from_numpy(np.stack([l[1] for l in labels]))
-    wgt = torch.from_numpy(np.stack([l[2] for l in labels]))
+    lab = torch.from_numpy(np.stack([t[0] for t in labels]))
+    tgt = torch.from_numpy(np.stack([t[1] for t in labels]))
+    wgt = torch.from_numpy(np.stack([t[2] for t in labels]))
     z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []

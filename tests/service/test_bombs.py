@@ -5,7 +5,6 @@ process under four concurrent bombs of each format stays within a few MB of wher
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys

@@ -11,9 +11,7 @@ import json
 import math
 import threading
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -110,7 +108,7 @@ class Bystander(threading.Thread):
     def run(self) -> None:
         try:
             asyncio.run(self._stream())
-        except Exception as exc:  # noqa: BLE001 - reported by the test
+        except Exception as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
 
     async def _stream(self) -> None:

@@ -15,7 +15,7 @@ SETUP_HINT = "run `blurtrack setup mslite`"
 @functools.cache
 def official_module() -> Any | None:
     try:
-        import mindspore_lite  # noqa: PLC0415 - optional, device-specific package
+        import mindspore_lite  # optional, device-specific package
     except Exception:  # ImportError, or a build for another Python / CANN failing at import
         return None
     return mindspore_lite

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import cv2
 from fastapi import APIRouter, Depends, Response
@@ -21,7 +21,15 @@ from blurtrack.engine.otb import Sequence, find_sequences
 from blurtrack.service.api.deps import State, require_api_key
 from blurtrack.service.errors import ApiError, excerpt
 from blurtrack.service.image_header import image_size
-from blurtrack.service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
+from blurtrack.service.schemas import (
+    DemoList,
+    DemoSequence,
+    ErrorBody,
+    PreviewFrame,
+    PreviewStatus,
+    PreviewToggle,
+    SessionHistory,
+)
 from blurtrack.service.sessions import Session
 
 log = logging.getLogger(__name__)
@@ -39,7 +47,7 @@ DEMO_HINT_OFF = (
     "OTB-layout sequences: <sequence>/img/0001.jpg ... and <sequence>/groundtruth_rect.txt (one x,y,w,h line per frame)"
 )
 
-_ERRORS = {401: {"model": ErrorBody, "description": "API key missing or wrong"}, 404: {"model": ErrorBody}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody, "description": "API key missing or wrong"}, 404: {"model": ErrorBody}}
 
 page_router = APIRouter(include_in_schema=False)
 router = APIRouter(prefix="/v1", tags=["live view"], dependencies=[Depends(require_api_key)], responses=_ERRORS)

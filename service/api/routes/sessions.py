@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
@@ -16,7 +16,7 @@ from blurtrack.service.validation import check_box_in_frame, parse_box_input, pa
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "bad frame, box or options"},
     401: {"model": ErrorBody, "description": "API key missing or wrong"},
     413: {"model": ErrorBody, "description": "frame over the byte or pixel limit"},
@@ -58,6 +58,7 @@ async def create_session(
     target = parse_box_input(box)
     data = await frame.read(state.settings.max_frame_bytes + 1)
     header = check_frame(data, state.settings.max_frame_bytes, state.settings.max_frame_pixels)  # before the worker decodes
+    assert header.size is not None  # check_frame refuses frames whose size it cannot read
     check_box_in_frame(target, *header.size)
 
     state.registry.reserve()

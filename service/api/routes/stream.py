@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends
 from starlette.websockets import WebSocket
 
 from blurtrack.service.api.deps import State, require_stream_key
-from blurtrack.service.errors import WS_BUSY, WS_GOING_AWAY, WS_TRY_AGAIN, WS_UNKNOWN_SESSION, StreamRejected, unknown_session_message
+from blurtrack.service.errors import (
+    WS_BUSY,
+    WS_GOING_AWAY,
+    WS_TRY_AGAIN,
+    WS_UNKNOWN_SESSION,
+    StreamRejected,
+    unknown_session_message,
+)
 from blurtrack.service.streaming import StreamConnection
 
 router = APIRouter(prefix="/v1/sessions", tags=["stream"])
