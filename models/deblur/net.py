@@ -62,6 +62,7 @@ class FPNDeblur(nn.Module):
         self.final = nn.Conv2d(head, 3, 3, padding=1)
         # Start as the identity (residual 0): the untrained net passes the blurred crop through.
         nn.init.zeros_(self.final.weight)
+        assert self.final.bias is not None  # Conv2d has one unless told otherwise
         nn.init.zeros_(self.final.bias)
 
     def encoder_parameters(self):

@@ -70,11 +70,11 @@ def load_onnx_weights(model: FPNDeblur, path: Path) -> int:
         h.remove()
     if len(order) != len(onnx_convs):
         raise BlurtrackError(f"{path} has {len(onnx_convs)} convolutions, this model {len(order)}: not the same architecture")
-    following_bn = {}
+    following_bn: dict[int, torch.nn.BatchNorm2d] = {}
     modules = list(model.modules())
-    for i, m in enumerate(modules[:-1]):
-        if isinstance(m, torch.nn.Conv2d) and isinstance(modules[i + 1], torch.nn.BatchNorm2d):
-            following_bn[id(m)] = modules[i + 1]
+    for m, after in zip(modules, modules[1:]):
+        if isinstance(m, torch.nn.Conv2d) and isinstance(after, torch.nn.BatchNorm2d):
+            following_bn[id(m)] = after
     with torch.no_grad():
         for conv, node in zip(order, onnx_convs):
             w = torch.from_numpy(tensors[node.input[1]].copy())
@@ -84,6 +84,7 @@ def load_onnx_weights(model: FPNDeblur, path: Path) -> int:
             conv.weight.copy_(w)
             bn = following_bn.get(id(conv))
             if bn is not None:
+                assert bn.running_mean is not None and bn.running_var is not None  # the nets keep running statistics
                 bn.weight.fill_(1.0)
                 bn.bias.copy_(b)
                 bn.running_mean.zero_()

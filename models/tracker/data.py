@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -290,6 +291,7 @@ def crop_pair(frame_t: np.ndarray, box_t, frame_s: np.ndarray, box_s, rng: np.ra
     s_x *= 1.0 + rng.uniform(-c.search_scale, c.search_scale)
     scale = INSTANCE / s_x
     if negative:
+        assert negative_frame is not None  # a negative pair is cut from another frame, which the caller gives
         frame_s = negative_frame
         H, W = frame_s.shape[:2]
         centre_s = negative_centre if negative_centre is not None else (rng.uniform(0, W), rng.uniform(0, H))
@@ -343,9 +345,9 @@ class SequencePairSampler:
     def sample(self, rng: np.random.Generator) -> Pair:
         frames, boxes = self.sequences[rng.integers(len(self.sequences))]
         i = int(rng.integers(len(frames) - 1))
-        j = int(min(len(frames) - 1, i + rng.integers(1, self.max_gap + 1)))
-        frame_t = cv2.imread(str(frames[i]), cv2.IMREAD_COLOR)
-        frame_s = cv2.imread(str(frames[j]), cv2.IMREAD_COLOR)
+        j = min(len(frames) - 1, i + int(rng.integers(1, self.max_gap + 1)))
+        frame_t = cast(np.ndarray, cv2.imread(str(frames[i]), cv2.IMREAD_COLOR))
+        frame_s = cast(np.ndarray, cv2.imread(str(frames[j]), cv2.IMREAD_COLOR))
         bt, bs = boxes[i], boxes[j]
         box_t = (bt[0] + bt[2] / 2, bt[1] + bt[3] / 2, bt[2], bt[3])
         box_s = (bs[0] + bs[2] / 2, bs[1] + bs[3] / 2, bs[2], bs[3])

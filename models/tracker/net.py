@@ -95,6 +95,7 @@ class SiamRPN(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.cfg = cfg
+        self.backbone: EfficientNetLite0 | AlexNetStyle | DeblurEncoder
         if cfg.backbone == "effnet_lite0":
             self.backbone = EfficientNetLite0(eca=cfg.eca, eca_from=cfg.eca_from, mode=cfg.trunk)
             if cfg.pretrained:
