@@ -28,7 +28,7 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# ruff and mypy, as configured in pyproject.toml (CI runs this before the tests).
+# ruff (lint and format check) and mypy, as configured in pyproject.toml (CI runs this before the tests).
 lint: $(BIN)/blurtrack
 	BIN=$(BIN) .ci/lint
 

@@ -94,7 +94,9 @@ def crop_square(
     )
 
 
-def crop_to_frame(point_in_crop: tuple[float, float], center: tuple[float, float], side: float, out_size: int) -> tuple[float, float]:
+def crop_to_frame(
+    point_in_crop: tuple[float, float], center: tuple[float, float], side: float, out_size: int
+) -> tuple[float, float]:
     """Map a point in crop pixels back to frame pixels (inverse of crop_square's mapping)."""
     scale = out_size / side
     c = (out_size - 1) / 2.0

@@ -61,7 +61,9 @@ class Preprocess(BaseModel):
         tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
         if self.is_identity:
             return tensor
-        return (tensor - np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)) / np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+        return (tensor - np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)) / np.asarray(self.std, np.float32).reshape(
+            1, 3, 1, 1
+        )
 
     def to_image(self, tensor: np.ndarray) -> np.ndarray:
         """The inverse: a 1x3xHxW network input or image output -> HxWx3 BGR uint8 (rounded, clipped)."""

@@ -140,7 +140,9 @@ class SiamRPNTracker:
             off = (self.cfg.instance_size - self.cfg.exemplar_size) // 2
             template = np.ascontiguousarray(tensor[:, :, off : off + self.cfg.exemplar_size, off : off + self.cfg.exemplar_size])
         else:
-            crop = crop_square(frame, (float(self.center[0]), float(self.center[1])), s_z, self.cfg.exemplar_size, self.channel_mean)
+            crop = crop_square(
+                frame, (float(self.center[0]), float(self.center[1])), s_z, self.cfg.exemplar_size, self.channel_mean
+            )
             timings["crop"] = (time.perf_counter() - t0) * 1e3
             timings["deblur"] = 0.0
             template = self.nets.to_input(crop)
@@ -187,7 +189,11 @@ class SiamRPNTracker:
         t0 = time.perf_counter()
         self._update_state(found.score)
         if self.state == "tracking":
-            box = vote_box(found.boxes, found.evidence, found.best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else found.boxes[found.best]
+            box = (
+                vote_box(found.boxes, found.evidence, found.best, cfg.box_vote_iou)
+                if cfg.box_vote_iou > 0
+                else found.boxes[found.best]
+            )
             cx, cy, w, h = box / scale_x
             lr = float(found.penalty * found.score * cfg.lr)
             self.center = self.center + np.array([cx, cy])

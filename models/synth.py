@@ -134,7 +134,7 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, shape: str) -> np.ndar
         cv2.fillPoly(big, [np.round(pts).astype(np.int32)], 255)
     else:  # blob: thresholded low-frequency noise inside an ellipse envelope
         noise = cv2.resize(rng.uniform(0, 1, (4, 4)).astype(np.float32), (w * ss, h * ss), interpolation=cv2.INTER_CUBIC)
-        yy, xx = np.mgrid[0:h * ss, 0:w * ss].astype(np.float32)
+        yy, xx = np.mgrid[0 : h * ss, 0 : w * ss].astype(np.float32)
         r2 = ((xx - w * ss / 2) / (w * ss / 2)) ** 2 + ((yy - h * ss / 2) / (h * ss / 2)) ** 2
         big[(1.2 - r2 + 0.5 * (noise - 0.5)) > 0.45] = 255
         n_lbl, labels, stats, _ = cv2.connectedComponentsWithStats(big)
@@ -156,7 +156,7 @@ def _cut_patch(rng: np.random.Generator, image: np.ndarray, w: int, h: int) -> n
         sw, sh = max(4, int(sw * f)), max(4, int(sh * f))
     x0 = int(rng.integers(0, iw - sw + 1))
     y0 = int(rng.integers(0, ih - sh + 1))
-    return cv2.resize(image[y0:y0 + sh, x0:x0 + sw], (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image[y0 : y0 + sh, x0 : x0 + sw], (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _smooth_velocity(rng: np.random.Generator, n_grid: int, dt: float, level: float, seg_range=(24, 96)) -> np.ndarray:
@@ -194,9 +194,7 @@ def _shake(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndar
     return out
 
 
-def _warp_roi(
-    dst: np.ndarray, premul_rgba: np.ndarray, matrix: np.ndarray
-) -> None:
+def _warp_roi(dst: np.ndarray, premul_rgba: np.ndarray, matrix: np.ndarray) -> None:
     """Composite a premultiplied BGRA float patch onto `dst` (linear BGR float) in place.
 
     `matrix` maps patch pixel centres to frame pixel centres; only the covered ROI is warped.
@@ -461,8 +459,9 @@ def make_split(
     return out
 
 
-def _render_missing(out: Path, split: str, n_sequences: int, seed: int, n_frames: int, size: tuple[int, int],
-                    pool: list[Path], params: dict) -> None:
+def _render_missing(
+    out: Path, split: str, n_sequences: int, seed: int, n_frames: int, size: tuple[int, int], pool: list[Path], params: dict
+) -> None:
     manifest = out / "synth_manifest.json"
     names = [f"synth_{split}_{i:03d}" for i in range(n_sequences)]
     try:

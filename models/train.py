@@ -25,14 +25,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="JSON config (models/configs/*.json)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="checkpoint folder (default /tmp/blurtrack-train/<config name>); keep it outside the repo")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default /tmp/blurtrack-train/<config name>); keep it outside the repo",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
-    parser.add_argument("--init", type=Path, default=None, help="start from these weights: a bundle folder (its train_weights.npz) or a checkpoint (.pt)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from these weights: a bundle folder (its train_weights.npz) or a checkpoint (.pt)",
+    )
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after this long")
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, dotted key and JSON value, e.g. --set train.lr=0.0003 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, dotted key and JSON value, e.g. --set train.lr=0.0003 (repeatable)",
+    )
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:

@@ -89,9 +89,26 @@ def free_port() -> int:
 
 
 def start_server(args, bundle: str, port: int, log) -> subprocess.Popen:
-    command = [sys.executable, "-m", "blurtrack", "serve", "--port", str(port), "--bundle", bundle,
-               "--backend", args.backend, "--workers", str(args.workers), "--threads", "1", "--max-sessions", "64",
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "blurtrack",
+        "serve",
+        "--port",
+        str(port),
+        "--bundle",
+        bundle,
+        "--backend",
+        args.backend,
+        "--workers",
+        str(args.workers),
+        "--threads",
+        "1",
+        "--max-sessions",
+        "64",
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while True:
@@ -161,12 +178,20 @@ async def chaos_client(url: str, seed: int, until: float, stats: Stats) -> None:
     rng = random.Random(seed)
     jpegs, box = render(seed)
     bombs = list(bomb_headers().values())
-    bad_text = ['{"type":"reinit","box":5}', '{"type":"reinit","box":[0,0,1e308,1e308]}', "[" * 5000, "hello", '{"type":"reinit"}']
-    ws_url = "ws" + url[len("http"):]
+    bad_text = [
+        '{"type":"reinit","box":5}',
+        '{"type":"reinit","box":[0,0,1e308,1e308]}',
+        "[" * 5000,
+        "hello",
+        '{"type":"reinit"}',
+    ]
+    ws_url = "ws" + url[len("http") :]
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while time.monotonic() < until:
             try:
-                opened = await http.post("/v1/sessions", files={"frame": ("f.jpg", jpegs[0], "image/jpeg")}, data={"box": ",".join(map(str, box))})
+                opened = await http.post(
+                    "/v1/sessions", files={"frame": ("f.jpg", jpegs[0], "image/jpeg")}, data={"box": ",".join(map(str, box))}
+                )
                 if opened.status_code != 201:
                     stats.errors[opened.json().get("code", f"http_{opened.status_code}")] += 1
                     await asyncio.sleep(0.5)
@@ -265,8 +290,10 @@ def main() -> int:
 
     p95 = float(np.percentile(stats.rtt_ms, 95)) if stats.rtt_ms else float("nan")
     split = Counter(["lockstep", "realtime", "chaos"][i % 3] for i in range(args.sessions))
-    print(f"fault soak: {args.sessions} sessions {dict(split)}, {time.monotonic() - started:.0f} s, one restart; "
-          f"bundle {Path(bundle).name}, {args.workers} workers, realtime at {args.fps:g} fps")
+    print(
+        f"fault soak: {args.sessions} sessions {dict(split)}, {time.monotonic() - started:.0f} s, one restart; "
+        f"bundle {Path(bundle).name}, {args.workers} workers, realtime at {args.fps:g} fps"
+    )
     print(f"frames sent:      {dict(stats.frames_sent)}")
     print(f"results received: {dict(stats.results)}")
     print(f"results lost:     lockstep {stats.lost['lockstep']} (must be 0)")
@@ -274,7 +301,9 @@ def main() -> int:
     print(f"reconnects:       {stats.reconnects}")
     print(f"round trip p95:   {p95:.1f} ms (lockstep and realtime results)")
     for i, m in enumerate(memory):
-        print(f"server process {i + 1} RSS: start {m['start'] / MB:.0f} MB, peak {m['peak'] / MB:.0f} MB, end {m['end'] / MB:.0f} MB")
+        print(
+            f"server process {i + 1} RSS: start {m['start'] / MB:.0f} MB, peak {m['peak'] / MB:.0f} MB, end {m['end'] / MB:.0f} MB"
+        )
     print(f"client failures:  {len(stats.failures)}" + "".join(f"\n  {f}" for f in stats.failures[:10]))
     print(f"server log: {log.name}")
     return 0 if not stats.failures and stats.lost["lockstep"] == 0 else 1

@@ -101,9 +101,26 @@ def free_port() -> int:
 
 def start_server(args, bundle: str, port: int) -> tuple[subprocess.Popen, dict, Path]:
     command = [
-        sys.executable, "-m", "blurtrack", "serve", "--host", "127.0.0.1", "--port", str(port), "--bundle", bundle,
-        "--backend", args.backend, "--workers", str(args.workers), "--threads", str(args.threads),
-        "--max-sessions", str(max(args.concurrency) + 4), "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "blurtrack",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--bundle",
+        bundle,
+        "--backend",
+        args.backend,
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--max-sessions",
+        str(max(args.concurrency) + 4),
+        "--log-level",
+        "warning",
     ]
     # The log goes to a file: an unread pipe would fill up and stall the server.
     log = tempfile.NamedTemporaryFile("w+", prefix="blurtrack-bench-server-", suffix=".log", delete=False)
@@ -174,9 +191,7 @@ async def run_load(url: str, sequences, n_sessions: int, mode: str, fps: float) 
     stats = RunStats(n_sessions)
     async with BlurtrackClient(url, timeout_s=120) as client:
         start = time.perf_counter()
-        await asyncio.gather(
-            *(one_session(client, *sequences[i % len(sequences)], mode, fps, stats) for i in range(n_sessions))
-        )
+        await asyncio.gather(*(one_session(client, *sequences[i % len(sequences)], mode, fps, stats) for i in range(n_sessions)))
         stats.wall_s = time.perf_counter() - start
     return stats
 
@@ -285,9 +300,19 @@ def main() -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "backend": backend, "workers": args.workers, "threads": args.threads, "size": list(size),
-                    "frames_per_session": args.frames, "mode": args.mode, "fps": args.fps, "load_average": load,
-                    "engine_direct": {"track_p50_ms": engine_p50, "track_p95_ms": pct(direct_track, 95), "decode_p50_ms": pct(direct_decode, 50)},
+                    "backend": backend,
+                    "workers": args.workers,
+                    "threads": args.threads,
+                    "size": list(size),
+                    "frames_per_session": args.frames,
+                    "mode": args.mode,
+                    "fps": args.fps,
+                    "load_average": load,
+                    "engine_direct": {
+                        "track_p50_ms": engine_p50,
+                        "track_p95_ms": pct(direct_track, 95),
+                        "decode_p50_ms": pct(direct_decode, 50),
+                    },
                     "rows": rows,
                 },
                 indent=2,

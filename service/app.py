@@ -76,7 +76,10 @@ async def _expire_idle_sessions(state: ServiceState) -> None:
         for session in state.registry.idle():
             try:
                 await state.registry.end(
-                    session, "expired", WS_EXPIRED, f"session expired after {timeout:g} s without frames (BLURTRACK_IDLE_TIMEOUT_S)"
+                    session,
+                    "expired",
+                    WS_EXPIRED,
+                    f"session expired after {timeout:g} s without frames (BLURTRACK_IDLE_TIMEOUT_S)",
                 )
             except Exception:  # keep expiring the others
                 log.exception("expiring session %s failed", session.id)

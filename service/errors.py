@@ -51,7 +51,9 @@ def excerpt(value, limit: int = 40) -> str:
 
 
 def unknown_session_message(session_id: str) -> str:
-    return f"no live session {excerpt(session_id)}: it never existed, was deleted or expired; open a new one with POST /v1/sessions"
+    return (
+        f"no live session {excerpt(session_id)}: it never existed, was deleted or expired; open a new one with POST /v1/sessions"
+    )
 
 
 def unknown_session(session_id: str) -> ApiError:

@@ -51,7 +51,9 @@ def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
         )
     if header.format is None:
         raise ApiError(
-            400, "invalid_frame", f"could not decode the frame ({len(data)} bytes): its first bytes are not those of a {_FORMATS} image"
+            400,
+            "invalid_frame",
+            f"could not decode the frame ({len(data)} bytes): its first bytes are not those of a {_FORMATS} image",
         )
     if header.size is None:
         raise ApiError(
@@ -62,7 +64,9 @@ def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
         )
     width, height = header.size
     if width == 0 or height == 0:
-        raise ApiError(400, "invalid_frame", f"the {header.format} header declares a {width}x{height} image: send one with pixels")
+        raise ApiError(
+            400, "invalid_frame", f"the {header.format} header declares a {width}x{height} image: send one with pixels"
+        )
     _check_pixels(width, height, max_pixels)
     return header
 

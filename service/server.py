@@ -63,9 +63,9 @@ def serve(settings: ServiceSettings) -> None:
 class BackgroundServer:
     """A real server on 127.0.0.1, a free port, in a daemon thread.
 
-        with BackgroundServer(settings) as server:
-            server.url          # http://127.0.0.1:PORT
-            server.app          # the FastAPI app (its state, for assertions)
+    with BackgroundServer(settings) as server:
+        server.url          # http://127.0.0.1:PORT
+        server.app          # the FastAPI app (its state, for assertions)
     """
 
     def __init__(self, settings: ServiceSettings, ready_timeout_s: float = 60.0, port: int = 0):
@@ -79,7 +79,9 @@ class BackgroundServer:
         config = uvicorn_config(self.settings.model_copy(update={"port": self.port}))
         self.app = config.app
         self.server = Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="blurtrack-server")
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="blurtrack-server"
+        )
 
     @property
     def url(self) -> str:

@@ -139,7 +139,9 @@ def all_finite(*values: float) -> bool:
 
 # -- options -----------------------------------------------------------------------------------
 
-OPTIONS_HELP = 'options must be a JSON object like {"deblur": "auto"} with keys backend (auto|mslite|onnxruntime) and deblur (on|off|auto)'
+OPTIONS_HELP = (
+    'options must be a JSON object like {"deblur": "auto"} with keys backend (auto|mslite|onnxruntime) and deblur (on|off|auto)'
+)
 
 
 def parse_options_field(raw: str | None) -> SessionOptions:
@@ -155,7 +157,9 @@ def parse_options_field(raw: str | None) -> SessionOptions:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()[:3])
         raise ApiError(400, "invalid_options", f"{OPTIONS_HELP}: {problems}") from None
     except ValueError as exc:  # not JSON
-        raise ApiError(400, "invalid_options", f"{OPTIONS_HELP}: not JSON ({excerpt(str(exc), 60)}); got {excerpt(raw)}") from None
+        raise ApiError(
+            400, "invalid_options", f"{OPTIONS_HELP}: not JSON ({excerpt(str(exc), 60)}); got {excerpt(raw)}"
+        ) from None
 
 
 # -- WebSocket control messages ---------------------------------------------------------------

@@ -69,7 +69,9 @@ def _finite(result: TrackResult) -> TrackResult:
     """A box or score that is not finite must never reach a session or a reply (it is not JSON);
     the frame fails instead and the session keeps its last good tracker."""
     if not all_finite(*result.box, result.score):
-        raise ApiError(422, "tracking_failed", "the tracker produced no finite box on this frame; reinit on a box inside the frame")
+        raise ApiError(
+            422, "tracking_failed", "the tracker produced no finite box on this frame; reinit on a box inside the frame"
+        )
     return result
 
 

@@ -42,7 +42,11 @@ print(json.dumps({"checked": names, "found": found}))
 RUNTIME_FORBIDDEN = ["blurtrack.models", "torch", "torchvision"]
 
 ROOMS = {
-    "runtime": (["blurtrack.engine", "blurtrack.service"], ["blurtrack.cli", "blurtrack.commands.serve", "blurtrack.commands.setup"], RUNTIME_FORBIDDEN),
+    "runtime": (
+        ["blurtrack.engine", "blurtrack.service"],
+        ["blurtrack.cli", "blurtrack.commands.serve", "blurtrack.commands.setup"],
+        RUNTIME_FORBIDDEN,
+    ),
     "client": (["blurtrack.clients"], [], ["blurtrack.engine", "blurtrack.service", "blurtrack.models", "torch"]),
 }
 

@@ -21,17 +21,36 @@ def _names(value: str) -> list[str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=_names, help="comma-separated data sets from the config (default: all: validation,validation-blurred,smoke,synthetic)")
+    parser.add_argument(
+        "--data",
+        type=_names,
+        help="comma-separated data sets from the config (default: all: validation,validation-blurred,smoke,synthetic)",
+    )
     parser.add_argument("--trackers", type=_names, help="comma-separated tracker rows from the config (default: all)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: ./bench-results)")
-    parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the report here (e.g. BENCHMARKS.md), plots linked relative to it")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the report here (e.g. BENCHMARKS.md), plots linked relative to it",
+    )
     parser.add_argument("--config", type=Path, help="bench config TOML (default: models/evaluation/bench.toml)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="runtime for our bundles (default: BLURTRACK_BACKEND or auto)")
-    parser.add_argument("--threads", type=positive_int, help="threads per tracker, ours and the peers (default: BLURTRACK_THREADS or 2)")
-    parser.add_argument("--synthetic-sequences", type=positive_int, metavar="N", help="override the synthetic split's sequence count")
-    parser.add_argument("--cache-dir", type=Path, help="synthetic data and the peers venv (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
-    parser.add_argument("--setup-peers", action="store_true", help="only create the peers venv with opencv-contrib (CSRT, KCF), then exit")
-    parser.add_argument("--no-peer-setup", action="store_true", help="do not create the peers venv on demand; its rows say how to")
+    parser.add_argument(
+        "--threads", type=positive_int, help="threads per tracker, ours and the peers (default: BLURTRACK_THREADS or 2)"
+    )
+    parser.add_argument(
+        "--synthetic-sequences", type=positive_int, metavar="N", help="override the synthetic split's sequence count"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="synthetic data and the peers venv (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)"
+    )
+    parser.add_argument(
+        "--setup-peers", action="store_true", help="only create the peers venv with opencv-contrib (CSRT, KCF), then exit"
+    )
+    parser.add_argument(
+        "--no-peer-setup", action="store_true", help="do not create the peers venv on demand; its rows say how to"
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -76,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic_sequences:
         import dataclasses
 
-        data_specs = [dataclasses.replace(d, sequences=args.synthetic_sequences) if d.kind == "synthetic" else d for d in data_specs]
-    print(f"preparing data: {', '.join(data_names)} (the synthetic split is rendered once, then cached in {cache_dir})", file=sys.stderr)
+        data_specs = [
+            dataclasses.replace(d, sequences=args.synthetic_sequences) if d.kind == "synthetic" else d for d in data_specs
+        ]
+    print(
+        f"preparing data: {', '.join(data_names)} (the synthetic split is rendered once, then cached in {cache_dir})",
+        file=sys.stderr,
+    )
     datasets, data_info = benchmark.load_datasets(data_specs, cache_dir, shared)
 
     specs = [t for t in config.trackers if t.name in tracker_names]

@@ -14,7 +14,9 @@ from blurtrack.engine.runtime import BACKEND_NAMES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="OTB layout: <seq>/img/*.jpg + <seq>/groundtruth_rect.txt")
+    parser.add_argument(
+        "dataset", type=Path, metavar="DATASET_DIR", help="OTB layout: <seq>/img/*.jpg + <seq>/groundtruth_rect.txt"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="RESULTS_DIR", help="where <seq>.txt and summary.json go")
     parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
@@ -73,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     p = report["pooled"]
     print(markdown_table(header, rows))
     latency = ", ".join(f"{stage} {v['median']:.1f}/{v['p95']:.1f}" for stage, v in p["latency_ms"].items())
-    print(f"\nbundle {summary['bundle']} on {summary['backend']} ({summary['device']}, {threads} threads), deblur {summary['deblur']}")
+    print(
+        f"\nbundle {summary['bundle']} on {summary['backend']} ({summary['device']}, {threads} threads), deblur {summary['deblur']}"
+    )
     print(f"latency ms median/p95: {latency}")
     print(f"wrote {len(runs)} box files and {args.out / 'summary.json'}")
     return 0

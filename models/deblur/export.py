@@ -48,8 +48,14 @@ def export_onnx(model: FPNDeblur, path: str | Path, size: int = 255, opset: int 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about static shapes are expected here
         torch.onnx.export(
-            model, (dummy,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamo=False, do_constant_folding=True,
+            model,
+            (dummy,),
+            str(out),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
         )
     return out
 
@@ -130,12 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         "ms_p95": round(float(np.percentile(times, 95)), 2),
     }
     (Path(args.out) / "export_report.json").write_text(json.dumps(report, indent=1))
-    print(f"exported {onnx_path} ({report['onnx_bytes'] / 1e6:.2f} MB, {report['params'] / 1e6:.2f} M params, "
-          f"{report['gflops_255']} GFLOPs at 255)")
+    print(
+        f"exported {onnx_path} ({report['onnx_bytes'] / 1e6:.2f} MB, {report['params'] / 1e6:.2f} M params, "
+        f"{report['gflops_255']} GFLOPs at 255)"
+    )
     print(f"max abs diff ONNX Runtime vs torch: {max_diff:.5f} (0..255 scale)")
-    print(f"TEST pairs {len(pairs)}: PSNR blurred {report['psnr_blurred']:.2f} dB -> deblurred "
-          f"{report['psnr_deblurred']:.2f} dB (gain {report['psnr_gain_db']:+.2f} dB mean, "
-          f"{report['psnr_gain_median_db']:+.2f} median; {report['pairs_improved']}/{len(pairs)} improved)")
+    print(
+        f"TEST pairs {len(pairs)}: PSNR blurred {report['psnr_blurred']:.2f} dB -> deblurred "
+        f"{report['psnr_deblurred']:.2f} dB (gain {report['psnr_gain_db']:+.2f} dB mean, "
+        f"{report['psnr_gain_median_db']:+.2f} median; {report['pairs_improved']}/{len(pairs)} improved)"
+    )
     print(f"ONNX Runtime {args.threads} threads: {report['ms_median']:.2f} ms median, {report['ms_p95']:.2f} ms p95 per call")
     return 0
 

@@ -81,7 +81,7 @@ def load_imagenet(features: nn.Sequential, path: Path | None = None) -> nn.Seque
     """Load ImageNet weights into (a prefix of) the features, stem re-ordered RGB -> BGR."""
     state = torch.load(path or imagenet_weights_path(), map_location="cpu", weights_only=True)
     prefix = "features."
-    wanted = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    wanted = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = features.state_dict()
     missing = [k for k in own if k not in wanted]
     if missing:

@@ -117,10 +117,14 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         c = width
         self.net = nn.Sequential(
-            nn.Conv2d(3, c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(4 * c, 4 * c, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(3, c, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(c, 2 * c, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * c, 4 * c, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * c, 4 * c, 3, 1, 1),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(4 * c, 1, 3, 1, 1),
         )
 

@@ -144,7 +144,9 @@ def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str
     try:
         resolve_bundle_dir(bundle)
     except ModelNotFoundError:
-        return Contender(spec, reason=f"not available: bundle {spec.bundle!r} not found — {spec.missing or 'see `blurtrack models list`'}")
+        return Contender(
+            spec, reason=f"not available: bundle {spec.bundle!r} not found — {spec.missing or 'see `blurtrack models list`'}"
+        )
     try:
         if bundle not in pipelines:
             pipelines[bundle] = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
@@ -155,7 +157,9 @@ def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str
     details = dict(pipeline.describe())
     details["deblur_mode"] = spec.deblur if deblur else f"bundle policy ({details.get('deblur_policy')})"
     if deblur in ("on", "auto") and not pipeline.has_deblur:
-        return Contender(spec, details=details, reason=f"not available: bundle {spec.bundle} has no deblur network — {spec.missing}")
+        return Contender(
+            spec, details=details, reason=f"not available: bundle {spec.bundle} has no deblur network — {spec.missing}"
+        )
     return Contender(spec, run=lambda seq, tick: run_sequence(pipeline.new_tracker(deblur=deblur), seq, tick), details=details)
 
 
@@ -169,8 +173,14 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
             except BlurtrackError as exc:
                 return Contender(spec, reason=f"not available: {exc}")
         if python is None:
-            return Contender(spec, reason=f"not available: run `blurtrack bench --setup-peers` ({peers.CONTRIB_REQUIREMENT} in its own venv)")
-        details: dict[str, Any] = {"runs_in": "a subprocess in the peers venv", "python": str(python), "package": peers.CONTRIB_REQUIREMENT}
+            return Contender(
+                spec, reason=f"not available: run `blurtrack bench --setup-peers` ({peers.CONTRIB_REQUIREMENT} in its own venv)"
+            )
+        details: dict[str, Any] = {
+            "runs_in": "a subprocess in the peers venv",
+            "python": str(python),
+            "package": peers.CONTRIB_REQUIREMENT,
+        }
     elif name in peers.MODEL_PEERS:
         import cv2
 
@@ -182,7 +192,11 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
         except BlurtrackError as exc:
             return Contender(spec, reason=f"not available: {exc}")
         python = None
-        details = {"runs_in": "this process", "package": f"opencv {cv2.__version__}", "models": str(shared_dir / "peers" / folder)}
+        details = {
+            "runs_in": "this process",
+            "package": f"opencv {cv2.__version__}",
+            "models": str(shared_dir / "peers" / folder),
+        }
     else:
         known = ", ".join([*peers.CONTRIB_TRACKERS, *peers.MODEL_PEERS])
         return Contender(spec, reason=f"not available: no OpenCV tracker named {name!r} ({known})")

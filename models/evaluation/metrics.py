@@ -147,8 +147,14 @@ def curves(scores: FrameScores) -> dict[str, dict[str, list[Any]]]:
         return [None if np.isnan(v) else round(float(v), 4) for v in values]
 
     return {
-        "precision": {"thresholds_px": PRECISION_THRESHOLDS_PX.tolist(), "values": as_list(precision_curve(scores.center_errors))},
-        "success": {"thresholds_iou": [round(float(t), 2) for t in SUCCESS_THRESHOLDS], "values": as_list(success_curve(scores.ious))},
+        "precision": {
+            "thresholds_px": PRECISION_THRESHOLDS_PX.tolist(),
+            "values": as_list(precision_curve(scores.center_errors)),
+        },
+        "success": {
+            "thresholds_iou": [round(float(t), 2) for t in SUCCESS_THRESHOLDS],
+            "values": as_list(success_curve(scores.ious)),
+        },
     }
 
 

@@ -115,7 +115,9 @@ class SiamRPN(nn.Module):
         zf = self.neck(self.backbone(z), TEMPLATE_CELLS)
         return self.cls.kernel(zf), self.loc.kernel(zf)
 
-    def search_branch(self, x: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def search_branch(
+        self, x: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         xf = self.neck(self.backbone(x), SEARCH_CELLS)
         return self.cls(xf, kernel_cls), self.loc(xf, kernel_loc)
 
@@ -142,7 +144,9 @@ class SearchNet(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, search: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, search: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.search_branch(search, kernel_cls, kernel_loc)
 
 

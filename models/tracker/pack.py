@@ -59,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to write (keep it out of git)")
     parser.add_argument("--every", type=int, default=2, help="keep every N-th frame of each clip (default 2)")
     parser.add_argument("--real-train", type=Path, default=None, help="default ../shared/data/real-train")
-    parser.add_argument("--configs", nargs="+", type=Path, default=[CONFIGS / "tracker.json", CONFIGS / "tracker_noeca.json"],
-                        help="training configs whose ImageNet trunk to pack")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=Path,
+        default=[CONFIGS / "tracker.json", CONFIGS / "tracker_noeca.json"],
+        help="training configs whose ImageNet trunk to pack",
+    )
     args = parser.parse_args(argv)
     real_train = args.real_train or shared_dir() / "data" / "real-train"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,18 @@ kind = "opencv"
 """)
     out = tmp_path / "bench"
     result = blurtrack(
-        "bench", "--config", config, "--out", out, "--backend", "onnxruntime", "--cache-dir", tmp_path / "cache",
-        "--no-peer-setup", "--markdown", tmp_path / "BENCH.md",
+        "bench",
+        "--config",
+        config,
+        "--out",
+        out,
+        "--backend",
+        "onnxruntime",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--no-peer-setup",
+        "--markdown",
+        tmp_path / "BENCH.md",
     )
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "results.json").read_text())
@@ -180,9 +190,31 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
 
     def tune_small(window: str, *extra):
         # two short DEV sequences, one penalty and lr; --apply writes into the copied bundle
-        return blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
-                         "--penalty-k", "0.1", "--window-influence", window, "--lr", "0.5", *extra,
-                         "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+        return blurtrack(
+            "tune",
+            "--bundle",
+            bundle,
+            "--backend",
+            "onnxruntime",
+            "--threads",
+            1,
+            "--sequences",
+            2,
+            "--frames",
+            8,
+            "--penalty-k",
+            "0.1",
+            "--window-influence",
+            window,
+            "--lr",
+            "0.5",
+            *extra,
+            "--cache-dir",
+            tmp_path / "cache",
+            "--out",
+            out,
+            "--apply",
+        )
 
     result = tune_small("0.3,1")
     assert result.returncode == 0, result.stderr

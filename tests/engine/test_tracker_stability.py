@@ -48,8 +48,10 @@ def test_the_blur_score_barely_moves_under_jpeg_compression(select_clip):
 
 
 def test_mindspore_lite_and_onnx_runtime_follow_the_same_path(select_clip, mslite_runtime):
-    runs = [run_sequence(Pipeline.from_bundle(BUNDLE, backend=backend, threads=1).new_tracker(), select_clip)
-            for backend in ("mslite", "onnxruntime")]
+    runs = [
+        run_sequence(Pipeline.from_bundle(BUNDLE, backend=backend, threads=1).new_tracker(), select_clip)
+        for backend in ("mslite", "onnxruntime")
+    ]
     a, b = (np.asarray(r.boxes, dtype=np.float64) for r in runs)
     distance = center_errors(a, b)
     assert np.mean(distance) < 2.0, f"runtimes drift apart: mean centre distance {np.mean(distance):.2f} px"

@@ -82,12 +82,18 @@ def test_training_steps_lower_the_loss():
     opt = torch.optim.Adam(g.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
     blocks = torch.from_numpy(rng.uniform(20, 200, (2, 3, 8, 8)).astype(np.float32))
-    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.interpolate(blocks, size=(64, 64)), 5, 1, 2, count_include_pad=False)
+    blurred = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.interpolate(blocks, size=(64, 64)), 5, 1, 2, count_include_pad=False
+    )
     target = blurred + 20.0
     losses = []
     for _ in range(20):
         out = g(blurred)
-        loss = torch.nn.functional.l1_loss(out, target) / 255 + 0.05 * perceptual(out, target) + 0.002 * ((disc(out) - 1) ** 2).mean()
+        loss = (
+            torch.nn.functional.l1_loss(out, target) / 255
+            + 0.05 * perceptual(out, target)
+            + 0.002 * ((disc(out) - 1) ** 2).mean()
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -155,8 +161,24 @@ def test_the_one_training_command_fine_tunes_the_deblurrer_with_a_seed(shared, t
 
     out = tmp_path / "deblur"
     shipped = "models/weights/blurtrack-effnet-eca/deblur.onnx"
-    argv = ["--config", "models/configs/deblur.json", "--out", str(out), "--init", shipped, "--seed", "5",
-            "--set", "total_steps=2", "--set", "steps_per_epoch=1", "--set", "val.pairs=2", "--set", "crops.probs=[0, 1]"]
+    argv = [
+        "--config",
+        "models/configs/deblur.json",
+        "--out",
+        str(out),
+        "--init",
+        shipped,
+        "--seed",
+        "5",
+        "--set",
+        "total_steps=2",
+        "--set",
+        "steps_per_epoch=1",
+        "--set",
+        "val.pairs=2",
+        "--set",
+        "crops.probs=[0, 1]",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "init:" in printed and "convolutions from ONNX" in printed

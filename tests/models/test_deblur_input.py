@@ -76,7 +76,9 @@ def test_scale_calibration_sees_the_same_deblurred_input_as_training(tmp_path, t
     images.mkdir()
     rng = np.random.default_rng(0)
     for i in range(40):  # blurry textured stand-ins for photos; the split hashes file names
-        cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 4))
+        cv2.imwrite(
+            str(images / f"photo_{i:03d}.jpg"), cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 4)
+        )
     raw = calibration_batches(images, None, seed=2, batches=1, batch_size=4)
     deblurred = calibration_batches(images, None, seed=2, batches=1, batch_size=4, deblur_bundle=test_bundle)
     raw_search, new_search = raw[0][1].numpy(), deblurred[0][1].numpy()

@@ -63,13 +63,16 @@ def test_pretrained_lite0_keeps_its_function_when_eca_is_added():
     assert fb[-1].abs().mean() > 0.1  # real features, not zeros
 
 
-@pytest.mark.parametrize("net_cfg", [
-    {"backbone": "effnet_lite0", "trunk": "fused"},
-    {"backbone": "effnet_lite0", "trunk": "dilated"},
-    {"backbone": "effnet_lite0", "eca": False},
-    {"backbone": "alexnet"},
-    {"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)},
-])
+@pytest.mark.parametrize(
+    "net_cfg",
+    [
+        {"backbone": "effnet_lite0", "trunk": "fused"},
+        {"backbone": "effnet_lite0", "trunk": "dilated"},
+        {"backbone": "effnet_lite0", "eca": False},
+        {"backbone": "alexnet"},
+        {"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)},
+    ],
+)
 def test_network_outputs_25x25_maps_with_2k_and_4k_channels(net_cfg):
     net = build_tracker({**net_cfg, "pretrained": False}).eval()
     z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
@@ -322,12 +325,19 @@ def _toy_training_config(tmp_path, **extra):
         img = cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 3)
         cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), img)
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "task": "tracker", "name": "tiny", "seed": 3, "images": str(images),
-        "net": {"pretrained": False},
-        "train": {"batch_size": 2, "pairs": 4, "val_batches": 1, "warmup_iters": 1},
-        **extra,
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "task": "tracker",
+                "name": "tiny",
+                "seed": 3,
+                "images": str(images),
+                "net": {"pretrained": False},
+                "train": {"batch_size": 2, "pairs": 4, "val_batches": 1, "warmup_iters": 1},
+                **extra,
+            }
+        )
+    )
     return config
 
 

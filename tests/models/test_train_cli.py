@@ -29,4 +29,3 @@ def test_the_command_reports_a_bad_override_and_exits_2(tmp_path, capsys):
     config.write_text(json.dumps({"task": "tracker", "name": "x"}))
     assert main(["--config", str(config), "--out", str(tmp_path / "out"), "--set", "train.lr"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
-

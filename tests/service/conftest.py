@@ -84,7 +84,9 @@ def new_session(server: BackgroundServer, seq: JpegSequence, **kwargs) -> str:
 
 
 def ws_connect(server: BackgroundServer, session_id: str, query: str = "", headers=None):
-    return websockets.connect(f"{server.ws_url}/v1/sessions/{session_id}/stream{query}", additional_headers=headers, open_timeout=30)
+    return websockets.connect(
+        f"{server.ws_url}/v1/sessions/{session_id}/stream{query}", additional_headers=headers, open_timeout=30
+    )
 
 
 async def recv_json(ws, timeout: float = 30.0) -> dict:

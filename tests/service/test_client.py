@@ -92,8 +92,23 @@ def test_cli_says_when_the_server_is_unreachable(image_dir, capsys):
 def test_example_runs(server, frames, image_dir):
     box = ",".join(f"{v:g}" for v in frames[1][0])
     done = subprocess.run(
-        [sys.executable, "-m", "blurtrack.clients.example", str(image_dir), "--box", box, "--server", server.url, "--max-frames", "6"],
-        cwd=REPO, check=False, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack.clients.example",
+            str(image_dir),
+            "--box",
+            box,
+            "--server",
+            server.url,
+            "--max-frames",
+            "6",
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("tracking") == 5

@@ -171,7 +171,10 @@ def test_fuzz_session_requests(fuzz_server, frame, box, options):
 @pytest.fixture(scope="module")
 def victim(fuzz_server):
     response = httpx.post(
-        f"{fuzz_server.url}/v1/sessions", files={"frame": ("f.jpg", GOOD.jpegs[0], "image/jpeg")}, data={"box": GOOD.first_box}, timeout=60
+        f"{fuzz_server.url}/v1/sessions",
+        files={"frame": ("f.jpg", GOOD.jpegs[0], "image/jpeg")},
+        data={"box": GOOD.first_box},
+        timeout=60,
     )
     return response.json()["session_id"]
 
@@ -219,5 +222,7 @@ def test_fuzz_other_routes(fuzz_server, victim):
         ("GET", f"/v1/sessions/{victim}/preview.jpg", None),
     ]
     for method, path, body in calls:
-        response = httpx.request(method, f"{fuzz_server.url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
+        response = httpx.request(
+            method, f"{fuzz_server.url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30
+        )
         _check_error(response)

@@ -22,8 +22,14 @@ from .test_live_api import wait_for_preview_of, write_otb_sequence
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 if not CHROMIUM.exists():
     pytest.skip(
@@ -106,7 +112,9 @@ def check_box_drawn(image: np.ndarray, box_px: tuple[float, float, float, float]
 
 
 def element_rect(page, selector: str) -> dict:
-    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; }")
+    return page.eval_on_selector(
+        selector, "e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; }"
+    )
 
 
 def test_demo_in_the_browser_with_the_api_key(start_server, demo_dir, page, tmp_path):
@@ -203,7 +211,9 @@ def test_page_without_key_or_demo_watches_a_robot_session(start_server, page, tm
         latest = wait_for_preview_of(server, session_id, seq=len(jpegs) - 1)["latest"]
         assert latest["state"] == "lost"
         wait_until(page, "(seq) => window.blurtrackView.seq === seq", arg=latest["seq"], timeout_s=20)
-        wait_until(page, "(sid) => document.querySelector(`tr[data-session='${sid}'] td.state`)?.textContent === 'lost'", arg=session_id)
+        wait_until(
+            page, "(sid) => document.querySelector(`tr[data-session='${sid}'] td.state`)?.textContent === 'lost'", arg=session_id
+        )
         shot = tmp_path / "live-view-robot-lost.png"
         page.screenshot(path=str(shot))
         image = cv2.imread(str(shot), cv2.IMREAD_COLOR)

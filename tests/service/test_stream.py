@@ -107,7 +107,9 @@ def test_fast_sender_gets_drops_and_only_recent_frames(server):
     assert results[-1]["dropped"] == len(frames) - len(results) > 0
     info = httpx.get(f"{server.url}/v1/sessions/{session_id}").json()
     assert (info["frames_received"], info["frames_processed"], info["frames_dropped"]) == (
-        len(frames), len(results), len(frames) - len(results)
+        len(frames),
+        len(results),
+        len(frames) - len(results),
     )
 
 

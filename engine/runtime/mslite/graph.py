@@ -34,8 +34,7 @@ def match_names(kind: str, onnx_specs: list[tuple[str, tuple]], ms_specs: list[t
     for (ms_name, ms_shape), (onnx_name, onnx_shape) in zip(left_ms, left_onnx):
         if len(ms_shape) != len(onnx_shape) or any(o is not None and o != m for o, m in zip(onnx_shape, ms_shape)):
             raise BlurtrackError(
-                f"cannot tell which ONNX {kind[:-1]} the converted {ms_name!r} {ms_shape} is "
-                f"({onnx_name!r} is {onnx_shape})"
+                f"cannot tell which ONNX {kind[:-1]} the converted {ms_name!r} {ms_shape} is ({onnx_name!r} is {onnx_shape})"
             )
         renames[ms_name] = onnx_name
     return renames
@@ -52,9 +51,7 @@ def lite_compatible(onnx_path: Path) -> Any | None:
     model = onnx.load(str(onnx_path))
     graph = model.graph
     wanted = {"strides", "dilations", "kernel_shape"}
-    convs = [
-        n for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and not wanted <= {a.name for a in n.attribute}
-    ]
+    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and not wanted <= {a.name for a in n.attribute}]
     hardswish = [n for n in graph.node if n.op_type == "HardSwish"]
     if not convs and not hardswish:
         return None

@@ -47,7 +47,10 @@ DEMO_HINT_OFF = (
     "OTB-layout sequences: <sequence>/img/0001.jpg ... and <sequence>/groundtruth_rect.txt (one x,y,w,h line per frame)"
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody, "description": "API key missing or wrong"}, 404: {"model": ErrorBody}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "API key missing or wrong"},
+    404: {"model": ErrorBody},
+}
 
 page_router = APIRouter(include_in_schema=False)
 router = APIRouter(prefix="/v1", tags=["live view"], dependencies=[Depends(require_api_key)], responses=_ERRORS)
@@ -120,7 +123,9 @@ async def get_preview_image(session_id: str, state: State) -> Response:
     session = state.registry.get(session_id)
     preview = session.preview
     if not preview.enabled:
-        raise ApiError(409, "preview_off", f'the preview of this session is off: PUT /v1/sessions/{session_id}/preview {{"enabled": true}}')
+        raise ApiError(
+            409, "preview_off", f'the preview of this session is off: PUT /v1/sessions/{session_id}/preview {{"enabled": true}}'
+        )
     preview.fetched()
     latest = preview.latest
     if latest is None:
@@ -194,7 +199,9 @@ class DemoCatalog:
         try:
             return self._sequences[name]
         except KeyError:
-            raise ApiError(404, "unknown_sequence", f"no demo sequence {excerpt(name)}: GET /v1/demo/sequences lists them") from None
+            raise ApiError(
+                404, "unknown_sequence", f"no demo sequence {excerpt(name)}: GET /v1/demo/sequences lists them"
+            ) from None
 
 
 def _describe(sequence: Sequence) -> DemoSequence | None:

@@ -52,7 +52,9 @@ async def create_session(
 ) -> SessionCreated:
     """Initialise a tracker on the first frame (in a worker thread) and return where to stream."""
     if state.draining:
-        raise ApiError(503, "shutting_down", "this server is shutting down: open the session on another replica or retry in a few seconds")
+        raise ApiError(
+            503, "shutting_down", "this server is shutting down: open the session on another replica or retry in a few seconds"
+        )
     pipeline = state.worker.require_pipeline()
     session_options = parse_options(options, pipeline)
     target = parse_box_input(box)

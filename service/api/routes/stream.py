@@ -22,9 +22,15 @@ router = APIRouter(prefix="/v1/sessions", tags=["stream"])
 
 
 @router.websocket("/{session_id}/stream")
-async def stream(websocket: WebSocket, session_id: str, state: State, _auth: Annotated[None, Depends(require_stream_key)]) -> None:
+async def stream(
+    websocket: WebSocket, session_id: str, state: State, _auth: Annotated[None, Depends(require_stream_key)]
+) -> None:
     if state.draining:
-        raise StreamRejected(WS_GOING_AWAY, "shutting_down", "this server is shutting down: open a new session on another replica or retry in a few seconds")
+        raise StreamRejected(
+            WS_GOING_AWAY,
+            "shutting_down",
+            "this server is shutting down: open a new session on another replica or retry in a few seconds",
+        )
     if not state.worker.ready:
         raise StreamRejected(WS_TRY_AGAIN, "not_ready", "the models are still loading; poll GET /readyz and retry")
     session = state.registry.find(session_id)
