@@ -23,7 +23,7 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
 # The package (the runtime path needs no torch: the [train] extra is not installed).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY blurtrack ./blurtrack
 COPY engine ./engine
 COPY service ./service

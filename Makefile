@@ -9,7 +9,7 @@ PORT ?= 8000
 # Sequences the live page's demo can stream (OTB layout); skipped when the folder is absent.
 DEMO_DIR ?= ../shared/data/real
 
-.PHONY: setup run test train-env clean
+.PHONY: setup run test lint train-env clean
 
 $(BIN)/blurtrack: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# ruff (lint and format check) and mypy, as configured in pyproject.toml (CI runs this before the tests).
+lint: $(BIN)/blurtrack
+	BIN=$(BIN) .ci/lint
 
 # PyTorch and the ImageNet weights for `blurtrack models train` (the service never needs them).
 train-env: $(BIN)/blurtrack

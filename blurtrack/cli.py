@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from engine.errors import BlurtrackError
+    from blurtrack.engine.errors import BlurtrackError
 
     try:
         return int(args._run(args) or 0)

@@ -11,15 +11,16 @@ import asyncio
 import os
 import sys
 from collections.abc import Iterator
+from typing import cast
 
 import cv2
 import httpx
 import numpy as np
 import websockets
 
-from clients.client import BlurtrackClient, Reconnected, Result, ServerError, StreamError, StreamLost
-from clients.drawing import VideoWriter, draw_box
-from clients.sources import open_source
+from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, ServerError, StreamError, StreamLost
+from blurtrack.clients.drawing import VideoWriter, draw_box
+from blurtrack.clients.sources import open_source
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser("stream", help="track a target through a video, camera or image folder")
     stream.add_argument("source", help="video file, camera index (0, 1, ...) or folder of images")
     stream.add_argument("--box", required=True, help="the target in the first frame: x,y,w,h in pixels")
-    stream.add_argument("--server", default=os.environ.get("BLURTRACK_SERVER", "http://127.0.0.1:8000"), help="server URL (env BLURTRACK_SERVER)")
+    stream.add_argument(
+        "--server", default=os.environ.get("BLURTRACK_SERVER", "http://127.0.0.1:8000"), help="server URL (env BLURTRACK_SERVER)"
+    )
     stream.add_argument(
         "--mode",
         choices=("lockstep", "realtime"),
@@ -43,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     stream.add_argument("--jpeg-quality", type=int, default=90)
     stream.add_argument(
-        "--reconnect", type=int, default=0, metavar="N",
+        "--reconnect",
+        type=int,
+        default=0,
+        metavar="N",
         help="when the stream is lost (server restart, network), open a new session from the last frame and box "
         "and go on, up to N tries in a row with growing pauses (0.5 s, 1 s, 2 s, ... at most 8 s); default 0: a lost "
         "stream is an error",
@@ -57,10 +63,10 @@ class Annotator:
 
     def __init__(self, path: str, fps: float):
         self.video = VideoWriter(path, fps)
-        self.pending: dict[int, np.ndarray] = {}
+        self.pending: dict[int, np.ndarray | bytes] = {}
         self.last: tuple[tuple[float, ...], str] | None = None
 
-    def keep(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    def keep(self, frames: Iterator[np.ndarray | bytes]) -> Iterator[np.ndarray | bytes]:
         for index, frame in enumerate(frames):
             self.pending[index] = frame
             yield frame
@@ -78,12 +84,16 @@ class Annotator:
         self.video.close()
 
     def _write(self, frame: np.ndarray | bytes, state: str, label: str | None = None) -> None:
-        if isinstance(frame, bytes):  # a file sent as it is: decoded only here, for the video
-            frame = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR)
+        # a file sent as it is: decoded only here, for the video
+        image = (
+            cast(np.ndarray, cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR))
+            if isinstance(frame, bytes)
+            else frame
+        )
         if self.last is not None:
             box, last_state = self.last
-            frame = draw_box(frame, box, "dropped" if state == "dropped" else last_state, label)
-        self.video.write(frame)
+            image = draw_box(image, box, "dropped" if state == "dropped" else last_state, label)
+        self.video.write(image)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -102,7 +112,13 @@ async def stream_command(args: argparse.Namespace) -> int:
     try:
         async with BlurtrackClient(args.server, api_key=args.api_key) as client:
             track = client.track(
-                frames, args.box, mode=args.mode, fps=fps, options=options, jpeg_quality=args.jpeg_quality, reconnect=args.reconnect
+                frames,
+                args.box,
+                mode=args.mode,
+                fps=fps,
+                options=options,
+                jpeg_quality=args.jpeg_quality,
+                reconnect=args.reconnect,
             )
             async for index, message in track:
                 if isinstance(message, Reconnected):
@@ -134,7 +150,11 @@ async def stream_command(args: argparse.Namespace) -> int:
                         f"server {message.latency_ms.get('total', 0.0):6.1f} ms rtt {message.rtt_ms or 0.0:6.1f} ms"
                     )
     except StreamLost as exc:
-        left = f"{source.total - exc.frames_read} frames left unsent" if source.total is not None else "the rest of the source unsent"
+        left = (
+            f"{source.total - exc.frames_read} frames left unsent"
+            if source.total is not None
+            else "the rest of the source unsent"
+        )
         hint = "" if args.reconnect else "; --reconnect N resumes on a new session"
         print(
             f"blurtrack-client: the stream was lost: {exc}. {results} results received; frames after {exc.last_answered} "

@@ -237,7 +237,6 @@ class BlurtrackClient:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self._http.cookies.items())
         return TrackStream(ws_base + path, headers, first_seq=first_seq)
 
-
     async def track(
         self,
         frames: Iterable[np.ndarray | bytes],
@@ -274,7 +273,11 @@ class BlurtrackClient:
         while True:
             try:
                 async with self.stream(session) as stream:
-                    steps = _lockstep(stream, feed, jpeg_quality) if mode == "lockstep" else _realtime(stream, feed, fps, jpeg_quality)
+                    steps = (
+                        _lockstep(stream, feed, jpeg_quality)
+                        if mode == "lockstep"
+                        else _realtime(stream, feed, fps, jpeg_quality)
+                    )
                     async for index, message in steps:
                         if isinstance(message, Result) and message.seq > 0:
                             frame = feed.answered(index)
@@ -301,7 +304,7 @@ class BlurtrackClient:
                         lost.message = f"{lost.message}; reconnecting failed after {failures} tries ({exc})"
                         raise lost from exc
             feed.resume(replay=mode == "lockstep")
-            yield anchor[0], Reconnected(failures, session.session_id, anchor[0], tuple(anchor[2]), lost.message)
+            yield anchor[0], Reconnected(failures, session.session_id, anchor[0], _box_tuple(anchor[2]), lost.message)
 
 
 class StreamLost(Exception):
@@ -401,7 +404,9 @@ async def _lockstep(stream: TrackStream, feed: _Feed, jpeg_quality: int) -> Asyn
         raise _lost_from_close(exc) from exc
 
 
-async def _realtime(stream: TrackStream, feed: _Feed, fps: float, jpeg_quality: int) -> AsyncIterator[tuple[int, Result | StreamError]]:
+async def _realtime(
+    stream: TrackStream, feed: _Feed, fps: float, jpeg_quality: int
+) -> AsyncIterator[tuple[int, Result | StreamError]]:
     queue: asyncio.Queue = asyncio.Queue()
     seq_to_index: dict[int, int] = {}
 
@@ -423,7 +428,7 @@ async def _realtime(stream: TrackStream, feed: _Feed, fps: float, jpeg_quality: 
             await stream.request_close()  # the reader drains the last answers until the server closes
         except websockets.ConnectionClosed as exc:
             await queue.put(_lost_from_close(exc))
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+        except Exception as exc:
             await queue.put(exc)
 
     async def reader() -> None:

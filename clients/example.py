@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from clients.client import BlurtrackClient, Result
-from clients.sources import open_source
+import numpy as np
+
+from blurtrack.clients.client import BlurtrackClient, Result
+from blurtrack.clients.sources import open_source
 
 
 def steering(result: Result, frame_width: int) -> float:
@@ -25,6 +27,7 @@ def steering(result: Result, frame_width: int) -> float:
 async def follow(server: str, source: str, box: str, api_key: str | None, max_frames: int | None) -> None:
     frames = open_source(source, max_frames=max_frames).frames
     first = next(frames)
+    assert isinstance(first, np.ndarray)  # open_source decodes unless encoded=True
     width = first.shape[1]
     async with BlurtrackClient(server, api_key=api_key) as client:
         session = await client.open_session(first, box)

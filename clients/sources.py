@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+T = TypeVar("T")
 
 
 # Files the server takes as they are: sending their own bytes keeps the camera's quality and
@@ -44,7 +46,7 @@ def open_source(spec: str, default_fps: float = 30.0, max_frames: int | None = N
     return source
 
 
-def _take(frames: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
+def _take(frames: Iterator[T], n: int) -> Iterator[T]:
     for i, frame in enumerate(frames):
         if i >= n:
             return

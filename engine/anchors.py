@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from engine.manifest import AnchorConfig
+from blurtrack.engine.manifest import AnchorConfig
 
 
 def base_anchor_sizes(stride: int, ratios: list[float], scales: list[float]) -> np.ndarray:

@@ -8,8 +8,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from engine.manifest import DeblurConfig
-from engine.runtime.base import ModelSession
+from blurtrack.engine.manifest import DeblurConfig
+from blurtrack.engine.runtime.base import ModelSession
 
 DeblurMode = Literal["on", "off", "auto"]
 
@@ -32,7 +32,7 @@ class Deblurrer:
         self.output_name = output_name
         self.policy = policy
 
-    def with_policy(self, policy: DeblurConfig) -> "Deblurrer":
+    def with_policy(self, policy: DeblurConfig) -> Deblurrer:
         """The same network behind another gate (the network session is shared, not reloaded)."""
         return Deblurrer(self.session, self.input_name, self.output_name, policy)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine.errors import InvalidFrameError
+from blurtrack.engine.errors import InvalidFrameError
 
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:
@@ -31,7 +31,7 @@ def decode_image(data: bytes) -> np.ndarray:
     """Decode JPEG/PNG (anything OpenCV reads) bytes to BGR uint8."""
     if not data:
         raise InvalidFrameError("the frame is empty (0 bytes); send JPEG or PNG bytes")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image: np.ndarray | None = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InvalidFrameError(f"could not decode the frame ({len(data)} bytes): send a valid JPEG or PNG image")
     if image.dtype == np.uint16:  # 16-bit PNG: keep the high byte

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from engine.errors import InvalidBoxError
+from blurtrack.engine.errors import InvalidBoxError
 
 
 class Box(NamedTuple):
@@ -24,7 +24,7 @@ class Box(NamedTuple):
         return self.x + self.w / 2.0, self.y + self.h / 2.0
 
     @classmethod
-    def from_center(cls, cx: float, cy: float, w: float, h: float) -> "Box":
+    def from_center(cls, cx: float, cy: float, w: float, h: float) -> Box:
         return cls(cx - w / 2.0, cy - h / 2.0, w, h)
 
 
@@ -94,7 +94,9 @@ def crop_square(
     )
 
 
-def crop_to_frame(point_in_crop: tuple[float, float], center: tuple[float, float], side: float, out_size: int) -> tuple[float, float]:
+def crop_to_frame(
+    point_in_crop: tuple[float, float], center: tuple[float, float], side: float, out_size: int
+) -> tuple[float, float]:
     """Map a point in crop pixels back to frame pixels (inverse of crop_square's mapping)."""
     scale = out_size / side
     c = (out_size - 1) / 2.0

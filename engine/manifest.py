@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from engine.errors import ModelNotFoundError
-from engine.settings import get_engine_settings
+from blurtrack.engine.errors import ModelNotFoundError
+from blurtrack.engine.settings import get_engine_settings
 
 MANIFEST_NAME = "manifest.json"
 
@@ -61,11 +61,13 @@ class Preprocess(BaseModel):
         tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
         if self.is_identity:
             return tensor
-        return (tensor - np.float32(self.mean).reshape(1, 3, 1, 1)) / np.float32(self.std).reshape(1, 3, 1, 1)
+        return (tensor - np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)) / np.asarray(self.std, np.float32).reshape(
+            1, 3, 1, 1
+        )
 
     def to_image(self, tensor: np.ndarray) -> np.ndarray:
         """The inverse: a 1x3xHxW network input or image output -> HxWx3 BGR uint8 (rounded, clipped)."""
-        image = tensor[0] * np.float32(self.std)[:, None, None] + np.float32(self.mean)[:, None, None]
+        image = tensor[0] * np.asarray(self.std, np.float32)[:, None, None] + np.asarray(self.mean, np.float32)[:, None, None]
         image = np.clip(image.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(image[:, :, ::-1] if self.color == "rgb" else image)
 
@@ -149,7 +151,7 @@ class Manifest(BaseModel):
     deblur_policy: DeblurConfig = Field(default_factory=DeblurConfig)
 
     @model_validator(mode="after")
-    def _check_wiring(self) -> "Manifest":
+    def _check_wiring(self) -> Manifest:
         template_outputs = {t.name for t in self.template.outputs}
         search_inputs = {t.name for t in self.search.inputs}
         if self.search_image_input not in search_inputs:

@@ -10,12 +10,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from engine.deblur import DeblurMode, Deblurrer
-from engine.errors import ModelNotFoundError
-from engine.manifest import Bundle, NetworkSpec, load_bundle
-from engine.runtime import get_backend
-from engine.runtime.base import Backend, ModelSession
-from engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
+from blurtrack.engine.deblur import DeblurMode, Deblurrer
+from blurtrack.engine.errors import ModelNotFoundError
+from blurtrack.engine.manifest import Bundle, NetworkSpec, load_bundle
+from blurtrack.engine.runtime import get_backend
+from blurtrack.engine.runtime.base import Backend, ModelSession
+from blurtrack.engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Pipeline:
         log.info("pipeline ready: bundle %s on %s (%s, %d threads)", bundle.name, backend.name, backend.device, backend.threads)
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> "Pipeline":
+    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> Pipeline:
         loaded = load_bundle(bundle)
         if backend == "auto" and not loaded.has_ms_files():
             # auto means "MindSpore Lite where it can run": a bundle not converted yet cannot.

@@ -12,13 +12,13 @@ from typing import Literal
 
 import numpy as np
 
-from engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors, vote_box
-from engine.deblur import DeblurMode, Deblurrer
-from engine.errors import NotInitializedError
-from engine.frames import as_bgr
-from engine.geometry import Box, context_size, crop_square, damp_aspect_change, parse_box
-from engine.manifest import Manifest
-from engine.runtime.base import ModelSession
+from blurtrack.engine.anchors import decode_boxes, flatten_loc, foreground_scores, generate_anchors, vote_box
+from blurtrack.engine.deblur import DeblurMode, Deblurrer
+from blurtrack.engine.errors import NotInitializedError
+from blurtrack.engine.frames import as_bgr
+from blurtrack.engine.geometry import Box, context_size, crop_square, damp_aspect_change, parse_box
+from blurtrack.engine.manifest import Manifest
+from blurtrack.engine.runtime.base import ModelSession
 
 TrackState = Literal["tracking", "lost"]
 
@@ -66,7 +66,7 @@ class _Located:
     pscore: float
 
 
-def _change(r: np.ndarray) -> np.ndarray:
+def _change(r: np.ndarray | float) -> np.ndarray:
     return np.maximum(r, 1.0 / r)
 
 
@@ -140,7 +140,9 @@ class SiamRPNTracker:
             off = (self.cfg.instance_size - self.cfg.exemplar_size) // 2
             template = np.ascontiguousarray(tensor[:, :, off : off + self.cfg.exemplar_size, off : off + self.cfg.exemplar_size])
         else:
-            crop = crop_square(frame, tuple(self.center), s_z, self.cfg.exemplar_size, self.channel_mean)
+            crop = crop_square(
+                frame, (float(self.center[0]), float(self.center[1])), s_z, self.cfg.exemplar_size, self.channel_mean
+            )
             timings["crop"] = (time.perf_counter() - t0) * 1e3
             timings["deblur"] = 0.0
             template = self.nets.to_input(crop)
@@ -150,7 +152,8 @@ class SiamRPNTracker:
         timings["track"] = (time.perf_counter() - t0) * 1e3
         timings["post"] = 0.0
         timings["total"] = (time.perf_counter() - start) * 1e3
-        return TrackResult(tuple(float(v) for v in target), 1.0, "tracking", timings, deblurred)
+        x, y, w, h = (float(v) for v in target)
+        return TrackResult((x, y, w, h), 1.0, "tracking", timings, deblurred)
 
     def track(self, frame: np.ndarray) -> TrackResult:
         if self.features is None:
@@ -186,7 +189,11 @@ class SiamRPNTracker:
         t0 = time.perf_counter()
         self._update_state(found.score)
         if self.state == "tracking":
-            box = vote_box(found.boxes, found.evidence, found.best, cfg.box_vote_iou) if cfg.box_vote_iou > 0 else found.boxes[found.best]
+            box = (
+                vote_box(found.boxes, found.evidence, found.best, cfg.box_vote_iou)
+                if cfg.box_vote_iou > 0
+                else found.boxes[found.best]
+            )
             cx, cy, w, h = box / scale_x
             lr = float(found.penalty * found.score * cfg.lr)
             self.center = self.center + np.array([cx, cy])
@@ -196,12 +203,14 @@ class SiamRPNTracker:
         timings["post"] += (time.perf_counter() - t0) * 1e3
         timings["total"] = (time.perf_counter() - start) * 1e3
         box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
-        return TrackResult(tuple(float(v) for v in box), found.score, self.state, timings, deblurred)
+        x, y, w, h = (float(v) for v in box)
+        return TrackResult((x, y, w, h), found.score, self.state, timings, deblurred)
 
     def _locate(self, tensor: np.ndarray, scale_x: float, timings: dict[str, float]) -> _Located:
         """The search network on one crop, and its best anchor under the size penalty and, while
         tracking, the motion prior; adds its time to timings' track (network) and post."""
         cfg, manifest = self.cfg, self.nets.manifest
+        assert self.features is not None  # track() refuses to run before init()
         t0 = time.perf_counter()
         outputs = self.nets.search.run({manifest.search_image_input: tensor, **self.features})
         timings["track"] = timings.get("track", 0.0) + (time.perf_counter() - t0) * 1e3

@@ -1,4 +1,7 @@
-"""Training and export code for blurtrack's networks (PyTorch; the optional `[train]` extra).
+"""Making and judging models: the PyTorch networks, training and export (the optional `[train]`
+extra), the blur synthesiser, the hand-made test bundle and moving-target renderer, and the
+evaluation / benchmarking toolkit. Only the training modules import torch.
 
-The service and engine never import this package: they only read the exported ONNX / .ms bundles.
+The runtime (blurtrack.engine, blurtrack.service) never imports this package: it only reads the
+exported ONNX / .ms bundles under models/weights/.
 """

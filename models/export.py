@@ -1,4 +1,4 @@
-"""`python -m models.export --checkpoint CKPT --out BUNDLE_DIR [--deblur deblur.onnx]`.
+"""`python -m blurtrack.models.export --checkpoint CKPT --out BUNDLE_DIR [--deblur deblur.onnx]`.
 
 Writes a tracker bundle: template.onnx + search.onnx (opset 17, fixed shapes), checks ONNX Runtime
 against torch on random crops, and writes manifest.json through engine.manifest. The search net's
@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.manifest import AnchorConfig, Bundle, DeblurConfig, Manifest, NetworkSpec, Preprocess, TensorSpec, TrackerConfig
+from blurtrack.engine.manifest import (
+    AnchorConfig,
+    Bundle,
+    DeblurConfig,
+    Manifest,
+    NetworkSpec,
+    Preprocess,
+    TensorSpec,
+    TrackerConfig,
+)
 
 OPSET = 17
 EXEMPLAR, INSTANCE, SCORE = 127, 255, 25
@@ -33,7 +42,7 @@ def export_onnx(net, out_dir: Path, *, check: bool = True, seed: int = 0) -> dic
     out_dir; returns the tensor specs and, with `check`, the max |ORT - torch| differences."""
     import torch
 
-    from models.tracker.net import SearchNet, TemplateNet
+    from blurtrack.models.tracker.net import SearchNet, TemplateNet
 
     net.eval()
     template_net, search_net = TemplateNet(net).eval(), SearchNet(net).eval()
@@ -48,23 +57,48 @@ def export_onnx(net, out_dir: Path, *, check: bool = True, seed: int = 0) -> dic
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated but needs no extra packages (dynamo needs onnxscript)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(template_net, (z,), str(template_path), input_names=["template"],
-                          output_names=["kernel_cls", "kernel_loc"], opset_version=OPSET, dynamo=False)
-        torch.onnx.export(search_net, (x, kc, kl), str(search_path), input_names=["search", "kernel_cls", "kernel_loc"],
-                          output_names=["cls", "loc"], opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            template_net,
+            (z,),
+            str(template_path),
+            input_names=["template"],
+            output_names=["kernel_cls", "kernel_loc"],
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        torch.onnx.export(
+            search_net,
+            (x, kc, kl),
+            str(search_path),
+            input_names=["search", "kernel_cls", "kernel_loc"],
+            output_names=["cls", "loc"],
+            opset_version=OPSET,
+            dynamo=False,
+        )
     fold_static_shapes(template_path)
     fold_static_shapes(search_path)
     specs = {
         "template_in": [TensorSpec(name="template", shape=[1, 3, EXEMPLAR, EXEMPLAR])],
-        "template_out": [TensorSpec(name="kernel_cls", shape=list(kc.shape)), TensorSpec(name="kernel_loc", shape=list(kl.shape))],
-        "search_in": [TensorSpec(name="search", shape=[1, 3, INSTANCE, INSTANCE]),
-                      TensorSpec(name="kernel_cls", shape=list(kc.shape)), TensorSpec(name="kernel_loc", shape=list(kl.shape))],
+        "template_out": [
+            TensorSpec(name="kernel_cls", shape=list(kc.shape)),
+            TensorSpec(name="kernel_loc", shape=list(kl.shape)),
+        ],
+        "search_in": [
+            TensorSpec(name="search", shape=[1, 3, INSTANCE, INSTANCE]),
+            TensorSpec(name="kernel_cls", shape=list(kc.shape)),
+            TensorSpec(name="kernel_loc", shape=list(kl.shape)),
+        ],
         "search_out": [TensorSpec(name="cls", shape=list(cls.shape)), TensorSpec(name="loc", shape=list(loc.shape))],
     }
     result: dict = {"specs": specs}
     if check:
-        result["max_abs_diff"] = check_parity(template_path, search_path, z.numpy(), x.numpy(),
-                                              {"kernel_cls": kc.numpy(), "kernel_loc": kl.numpy(), "cls": cls.numpy(), "loc": loc.numpy()})
+        result["max_abs_diff"] = check_parity(
+            template_path,
+            search_path,
+            z.numpy(),
+            x.numpy(),
+            {"kernel_cls": kc.numpy(), "kernel_loc": kl.numpy(), "cls": cls.numpy(), "loc": loc.numpy()},
+        )
     return result
 
 
@@ -102,7 +136,9 @@ def drop_unit_pool_dilations(model) -> None:
                 node.attribute.remove(attr)
 
 
-def check_parity(template_path: Path, search_path: Path, z: np.ndarray, x: np.ndarray, expected: dict[str, np.ndarray]) -> dict[str, float]:
+def check_parity(
+    template_path: Path, search_path: Path, z: np.ndarray, x: np.ndarray, expected: dict[str, np.ndarray]
+) -> dict[str, float]:
     """Run both ONNX files in ONNX Runtime and compare every output with the torch result."""
     import onnxruntime as ort
 
@@ -116,8 +152,9 @@ def check_parity(template_path: Path, search_path: Path, z: np.ndarray, x: np.nd
     return {k: float(np.abs(got[k] - expected[k]).max()) for k in expected}
 
 
-def build_manifest(name: str, specs: dict, *, description: str = "", tracker: dict | None = None,
-                   deblur: NetworkSpec | None = None) -> Manifest:
+def build_manifest(
+    name: str, specs: dict, *, description: str = "", tracker: dict | None = None, deblur: NetworkSpec | None = None
+) -> Manifest:
     return Manifest(
         name=name,
         description=description,
@@ -139,30 +176,48 @@ def deblur_spec(path: Path) -> NetworkSpec:
     names_in = [i.name for i in model.graph.input]
     names_out = [o.name for o in model.graph.output]
     if "blurred" not in names_in or "sharp" not in names_out:
-        raise SystemExit(f"{path}: a deblur network takes input 'blurred' and gives output 'sharp'; it has {names_in} -> {names_out}")
+        raise SystemExit(
+            f"{path}: a deblur network takes input 'blurred' and gives output 'sharp'; it has {names_in} -> {names_out}"
+        )
     spec = TensorSpec(name="blurred", shape=[1, 3, INSTANCE, INSTANCE])
     return NetworkSpec(onnx="deblur.onnx", inputs=[spec], outputs=[TensorSpec(name="sharp", shape=[1, 3, INSTANCE, INSTANCE])])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models.export", description="Export a trained tracker to a bundle.")
+    parser = argparse.ArgumentParser(
+        prog="python -m blurtrack.models.export", description="Export a trained tracker to a bundle."
+    )
     configure(parser)
     return parser
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="training checkpoint (best.pt / last.pt), or a run file of models.tracker.collect")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="training checkpoint (best.pt / last.pt), or a run file of models.tracker.collect",
+    )
     parser.add_argument("--snapshot", type=int, default=None, help="with a run file: the snapshot's iteration (default the last)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--deblur", type=Path, default=None, help="deblur.onnx to copy into the bundle")
     parser.add_argument("--name", default=None, help="bundle name (default: the training config's name)")
-    parser.add_argument("--calibrate-scale", action="store_true",
-                        help="measure the regression's size bias on DEV pairs and remove it before export (models/tracker/calibrate.py)")
-    parser.add_argument("--synth-dev", type=Path, default=Path("/tmp/blurtrack-train/synth-dev-train"),
-                        help="DEV synthetic sequences for --calibrate-scale (made by training; skipped when absent)")
-    parser.add_argument("--tracker-json", default=None,
-                        help='tracker hyper-parameters as JSON, e.g. \'{"penalty_k": 0.05, "window_influence": 0.42, "lr": 0.38}\'')
+    parser.add_argument(
+        "--calibrate-scale",
+        action="store_true",
+        help="measure the regression's size bias on DEV pairs and remove it before export (models/tracker/calibrate.py)",
+    )
+    parser.add_argument(
+        "--synth-dev",
+        type=Path,
+        default=Path("/tmp/blurtrack-train/synth-dev-train"),
+        help="DEV synthetic sequences for --calibrate-scale (made by training; skipped when absent)",
+    )
+    parser.add_argument(
+        "--tracker-json",
+        default=None,
+        help='tracker hyper-parameters as JSON, e.g. \'{"penalty_k": 0.05, "window_influence": 0.42, "lr": 0.38}\'',
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,29 +226,34 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("export needs torch: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    from models.tracker.training import TRAIN_WEIGHTS_FILE, load_net_from_checkpoint, save_train_weights
+    from blurtrack.models.tracker.training import TRAIN_WEIGHTS_FILE, load_net_from_checkpoint, save_train_weights
 
     if not args.checkpoint.is_file():
-        print(f"checkpoint {args.checkpoint} not found: pass OUT/best.pt from `python -m models.train`", file=sys.stderr)
+        print(
+            f"checkpoint {args.checkpoint} not found: pass OUT/best.pt from `python -m blurtrack.models.train`", file=sys.stderr
+        )
         return 2
     net, ckpt = load_net_from_checkpoint(args.checkpoint, args.snapshot)
     config = ckpt["config"]
     name = args.name or config.get("name", args.out.name)
     calibration = ""
     if args.calibrate_scale:
-        from engine.data.synth import default_images_dir
-        from models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
-        from models.tracker.labels import AnchorTarget
+        from blurtrack.models.synth import default_images_dir
+        from blurtrack.models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
+        from blurtrack.models.tracker.labels import AnchorTarget
 
         images = Path(config["images"]) if config.get("images") else default_images_dir()
         synth_dev = args.synth_dev if args.synth_dev is not None and args.synth_dev.is_dir() else None
-        batches = calibration_batches(images, synth_dev, seed=int(ckpt.get("seed", 0)),
-                                      deblur_bundle=config.get("deblur_input", {}).get("bundle"))
+        batches = calibration_batches(
+            images, synth_dev, seed=int(ckpt.get("seed", 0)), deblur_bundle=config.get("deblur_input", {}).get("bundle")
+        )
         anchors = AnchorTarget().anchors
         bw, bh, n = measure_scale_bias(net, batches, anchors)
         apply_scale_bias(net, bw, bh)
         aw, ah, _ = measure_scale_bias(net, batches, anchors)
-        calibration = f"; scale calibration on {n} DEV pairs: log-size bias w {bw:+.3f}, h {bh:+.3f} removed (after: {aw:+.3f}, {ah:+.3f})"
+        calibration = (
+            f"; scale calibration on {n} DEV pairs: log-size bias w {bw:+.3f}, h {bh:+.3f} removed (after: {aw:+.3f}, {ah:+.3f})"
+        )
         print(calibration[2:])
     result = export_onnx(net, args.out)
     diffs = result["max_abs_diff"]
@@ -214,12 +274,16 @@ def run(args: argparse.Namespace) -> int:
             shutil.copyfile(args.deblur, args.out / "deblur.onnx")
     tracker = {**config.get("tracker", {}), **(json.loads(args.tracker_json) if args.tracker_json else {})}
     metrics = ckpt.get("metrics", {})
-    description = (f"{config.get('description', '')}; checkpoint iteration {ckpt.get('iteration')}, "
-                   f"held-out pair metrics {json.dumps(metrics)}{calibration}")
+    description = (
+        f"{config.get('description', '')}; checkpoint iteration {ckpt.get('iteration')}, "
+        f"held-out pair metrics {json.dumps(metrics)}{calibration}"
+    )
     manifest = build_manifest(name, result["specs"], description=description, tracker=tracker, deblur=deblur)
     path = Bundle(root=args.out, manifest=manifest).save()
-    print(f"bundle {name!r} written to {args.out} ({path.name}, template.onnx, search.onnx"
-          f"{', deblur.onnx' if deblur else ''}, {TRAIN_WEIGHTS_FILE} for fine-tuning with --init)")
+    print(
+        f"bundle {name!r} written to {args.out} ({path.name}, template.onnx, search.onnx"
+        f"{', deblur.onnx' if deblur else ''}, {TRAIN_WEIGHTS_FILE} for fine-tuning with --init)"
+    )
     return 0
 
 

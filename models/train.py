@@ -1,4 +1,4 @@
-"""`python -m models.train --config CONFIG.json --out DIR [...]` (also `blurtrack models train`).
+"""`python -m blurtrack.models.train --config CONFIG.json --out DIR [...]` (also `blurtrack models train`).
 
 The config's "task" picks the trainer: "tracker" -> models.tracker.training.run(config, args). Any
 other task name T is dispatched to models.T.training.run(config, args), or, when that module does
@@ -18,21 +18,36 @@ DEFAULT_OUT_ROOT = Path("/tmp/blurtrack-train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models.train", description="Train a blurtrack network.")
+    parser = argparse.ArgumentParser(prog="python -m blurtrack.models.train", description="Train a blurtrack network.")
     configure(parser)
     return parser
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="JSON config (models/configs/*.json)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="checkpoint folder (default /tmp/blurtrack-train/<config name>); keep it outside the repo")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default /tmp/blurtrack-train/<config name>); keep it outside the repo",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
-    parser.add_argument("--init", type=Path, default=None, help="start from these weights: a bundle folder (its train_weights.npz) or a checkpoint (.pt)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from these weights: a bundle folder (its train_weights.npz) or a checkpoint (.pt)",
+    )
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after this long")
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, dotted key and JSON value, e.g. --set train.lr=0.0003 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, dotted key and JSON value, e.g. --set train.lr=0.0003 (repeatable)",
+    )
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -90,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         args.config = Path(args.out) / "config.json"
         args.config.write_text(json.dumps(config, indent=2))
-    for module, call in ((f"models.{task}.training", "run"), (f"models.{task}.train", "main")):
+    for module, call in ((f"blurtrack.models.{task}.training", "run"), (f"blurtrack.models.{task}.train", "main")):
         try:
             trainer = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -25,17 +25,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from engine.errors import BlurtrackError
-from engine.runtime.mslite import MindSporeLiteBackend, convert_model
-from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from blurtrack.engine.errors import BlurtrackError
+from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
+from blurtrack.engine.runtime.mslite.convert import convert_model
+from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = REPO.parent / "shared" / "peers" / "nanotrack" / "v2"
 
 
 def default_models(work: Path) -> list[Path]:
-    from engine.manifest import load_bundle
-    from engine.testbundle import build_test_bundle
+    from blurtrack.engine.manifest import load_bundle
+    from blurtrack.models.testbundle import build_test_bundle
 
     bundle = load_bundle(build_test_bundle(work / "test-bundle"))
     models = [bundle.path(net.onnx) for net in bundle.manifest.networks().values()]
@@ -65,8 +66,9 @@ def time_ms(session, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> tu
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
-def compare_runtimes(models: list[Path], work: Path, ort: OnnxRuntimeBackend, ms: MindSporeLiteBackend,
-                     runs: int, warmup: int, rng) -> None:
+def compare_runtimes(
+    models: list[Path], work: Path, ort: OnnxRuntimeBackend, ms: MindSporeLiteBackend, runs: int, warmup: int, rng
+) -> None:
     print(f"{'network':<34} {'onnxruntime':>13} {'mslite':>13} {'ms/ort median':>13} {'max|diff|/max|ort|':>19}")
     for index, onnx_path in enumerate(models):
         ms_path = work / f"{index}-{onnx_path.stem}.ms"
@@ -83,7 +85,9 @@ def compare_runtimes(models: list[Path], work: Path, ort: OnnxRuntimeBackend, ms
         ort_med, ort_p95 = time_ms(ort_session, feeds, runs, warmup)
         ms_med, ms_p95 = time_ms(ms_session, feeds, runs, warmup)
         name = f"{onnx_path.parent.name}/{onnx_path.name}{fusion}"
-        print(f"{name:<34} {ort_med:>6.2f} / {ort_p95:>4.0f} {ms_med:>6.2f} / {ms_p95:>4.0f} {ms_med / ort_med:>13.2f} {diff:>19.1e}")
+        print(
+            f"{name:<34} {ort_med:>6.2f} / {ort_p95:>4.0f} {ms_med:>6.2f} / {ms_p95:>4.0f} {ms_med / ort_med:>13.2f} {diff:>19.1e}"
+        )
 
 
 def fusion_study(models: list[Path], work: Path, ms: MindSporeLiteBackend, runs: int, warmup: int, rng) -> None:
@@ -99,8 +103,10 @@ def fusion_study(models: list[Path], work: Path, ms: MindSporeLiteBackend, runs:
         feeds = random_feeds(onnx_path, rng)
         sessions = {"on": ms.load(on_path), "off": ms.load(off_path)}
         outputs = {key: session.run(feeds) for key, session in sessions.items()}
-        diff = max(float(np.abs(outputs["on"][k] - outputs["off"][k]).max() / max(np.abs(outputs["off"][k]).max(), 1e-12))
-                   for k in outputs["off"])
+        diff = max(
+            float(np.abs(outputs["on"][k] - outputs["off"][k]).max() / max(np.abs(outputs["off"][k]).max(), 1e-12))
+            for k in outputs["off"]
+        )
         for _ in range(warmup):
             for session in sessions.values():
                 session.run(feeds)
@@ -112,7 +118,9 @@ def fusion_study(models: list[Path], work: Path, ms: MindSporeLiteBackend, runs:
                 times[key].append((time.perf_counter() - start) * 1000)
         on_med, on_p95 = np.median(times["on"]), np.percentile(times["on"], 95)
         off_med, off_p95 = np.median(times["off"]), np.percentile(times["off"], 95)
-        print(f"{name:<34} {on_med:>6.2f} / {on_p95:>4.0f} {off_med:>6.2f} / {off_p95:>4.0f} {off_med / on_med:>13.2f} {diff:>19.1e}")
+        print(
+            f"{name:<34} {on_med:>6.2f} / {on_p95:>4.0f} {off_med:>6.2f} / {off_p95:>4.0f} {off_med / on_med:>13.2f} {diff:>19.1e}"
+        )
 
 
 def spin(stop) -> None:
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.bundle:
-            from engine.manifest import load_bundle
+            from blurtrack.engine.manifest import load_bundle
 
             bundle = load_bundle(args.bundle)
             models = [bundle.path(net.onnx) for net in bundle.manifest.networks().values()]

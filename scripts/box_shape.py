@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.evaluation.otb import find_sequences, read_groundtruth
+from blurtrack.engine.otb import find_sequences, read_groundtruth
 
 
 def shape_errors(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{folder} {seq.name}: no {path.name}")
                 continue
             e = shape_errors(seq.groundtruth, read_groundtruth(path))
-            print(f"{folder} {seq.name}: {e['frames']} frames, median w ratio {e['w_ratio']:.3f}, "
-                  f"h ratio {e['h_ratio']:.3f}, log aspect error {e['log_aspect_error']:+.3f}")
+            print(
+                f"{folder} {seq.name}: {e['frames']} frames, median w ratio {e['w_ratio']:.3f}, "
+                f"h ratio {e['h_ratio']:.3f}, log aspect error {e['log_aspect_error']:+.3f}"
+            )
     return 0
 
 

@@ -46,8 +46,8 @@ import websockets
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clients.client import BlurtrackClient, Reconnected, Result, StreamError, StreamLost  # noqa: E402
-from engine.render import render_moving_target  # noqa: E402
+from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, StreamError, StreamLost  # noqa: E402
+from blurtrack.models.render import render_moving_target  # noqa: E402
 from tests.service.bombs import bomb_headers  # noqa: E402
 
 MB = 1024 * 1024
@@ -89,9 +89,26 @@ def free_port() -> int:
 
 
 def start_server(args, bundle: str, port: int, log) -> subprocess.Popen:
-    command = [sys.executable, "-m", "blurtrack", "serve", "--port", str(port), "--bundle", bundle,
-               "--backend", args.backend, "--workers", str(args.workers), "--threads", "1", "--max-sessions", "64",
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "blurtrack",
+        "serve",
+        "--port",
+        str(port),
+        "--bundle",
+        bundle,
+        "--backend",
+        args.backend,
+        "--workers",
+        str(args.workers),
+        "--threads",
+        "1",
+        "--max-sessions",
+        "64",
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while True:
@@ -150,7 +167,7 @@ async def tracked_client(url: str, kind: str, seed: int, until: float, fps: floa
                     stats.errors[message.code] += 1
     except StreamLost as exc:
         stats.failures.append(f"{kind} client gave up: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a client that dies is a finding
+    except Exception as exc:
         stats.failures.append(f"{kind} client: {type(exc).__name__}: {exc}")
     stats.frames_sent[kind] += read
     if kind == "lockstep":  # realtime answers skip the frames the server dropped, by design
@@ -161,12 +178,20 @@ async def chaos_client(url: str, seed: int, until: float, stats: Stats) -> None:
     rng = random.Random(seed)
     jpegs, box = render(seed)
     bombs = list(bomb_headers().values())
-    bad_text = ['{"type":"reinit","box":5}', '{"type":"reinit","box":[0,0,1e308,1e308]}', "[" * 5000, "hello", '{"type":"reinit"}']
-    ws_url = "ws" + url[len("http"):]
+    bad_text = [
+        '{"type":"reinit","box":5}',
+        '{"type":"reinit","box":[0,0,1e308,1e308]}',
+        "[" * 5000,
+        "hello",
+        '{"type":"reinit"}',
+    ]
+    ws_url = "ws" + url[len("http") :]
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while time.monotonic() < until:
             try:
-                opened = await http.post("/v1/sessions", files={"frame": ("f.jpg", jpegs[0], "image/jpeg")}, data={"box": ",".join(map(str, box))})
+                opened = await http.post(
+                    "/v1/sessions", files={"frame": ("f.jpg", jpegs[0], "image/jpeg")}, data={"box": ",".join(map(str, box))}
+                )
                 if opened.status_code != 201:
                     stats.errors[opened.json().get("code", f"http_{opened.status_code}")] += 1
                     await asyncio.sleep(0.5)
@@ -197,7 +222,7 @@ async def chaos_client(url: str, seed: int, until: float, stats: Stats) -> None:
                         ws.transport.abort()  # drop without a close: the session stays until it expires
                     else:
                         await http.delete(f"/v1/sessions/{session_id}")
-            except (websockets.ConnectionClosed, OSError, httpx.TransportError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, websockets.ConnectionClosed, OSError, httpx.TransportError) as exc:
                 stats.errors[f"chaos_connection_{type(exc).__name__}"] += 1  # the restart, mostly
                 await asyncio.sleep(0.5)
 
@@ -238,7 +263,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fault-soak-"))
     bundle = args.bundle
     if bundle is None:
-        from engine.testbundle import build_test_bundle
+        from blurtrack.models.testbundle import build_test_bundle
 
         bundle = str(build_test_bundle(tmp / "test-bundle"))
     port = free_port()
@@ -265,8 +290,10 @@ def main() -> int:
 
     p95 = float(np.percentile(stats.rtt_ms, 95)) if stats.rtt_ms else float("nan")
     split = Counter(["lockstep", "realtime", "chaos"][i % 3] for i in range(args.sessions))
-    print(f"fault soak: {args.sessions} sessions {dict(split)}, {time.monotonic() - started:.0f} s, one restart; "
-          f"bundle {Path(bundle).name}, {args.workers} workers, realtime at {args.fps:g} fps")
+    print(
+        f"fault soak: {args.sessions} sessions {dict(split)}, {time.monotonic() - started:.0f} s, one restart; "
+        f"bundle {Path(bundle).name}, {args.workers} workers, realtime at {args.fps:g} fps"
+    )
     print(f"frames sent:      {dict(stats.frames_sent)}")
     print(f"results received: {dict(stats.results)}")
     print(f"results lost:     lockstep {stats.lost['lockstep']} (must be 0)")
@@ -274,7 +301,9 @@ def main() -> int:
     print(f"reconnects:       {stats.reconnects}")
     print(f"round trip p95:   {p95:.1f} ms (lockstep and realtime results)")
     for i, m in enumerate(memory):
-        print(f"server process {i + 1} RSS: start {m['start'] / MB:.0f} MB, peak {m['peak'] / MB:.0f} MB, end {m['end'] / MB:.0f} MB")
+        print(
+            f"server process {i + 1} RSS: start {m['start'] / MB:.0f} MB, peak {m['peak'] / MB:.0f} MB, end {m['end'] / MB:.0f} MB"
+        )
     print(f"client failures:  {len(stats.failures)}" + "".join(f"\n  {f}" for f in stats.failures[:10]))
     print(f"server log: {log.name}")
     return 0 if not stats.failures and stats.lost["lockstep"] == 0 else 1

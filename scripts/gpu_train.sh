@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared call on a lent GPU machine (the device tool): the shipped tracker's recipe at three
 # seeds and the two ablations at one seed, side by side, from the folder that
-# `python -m models.tracker.pack --out .pack` wrote; each run's snapshots come back in $OUT.
+# `python -m blurtrack.models.tracker.pack --out .pack` wrote; each run's snapshots come back in $OUT.
 #   device run, carry [".pack", ".whl"]:  bash scripts/gpu_train.sh MINUTES
 # .whl holds the cp312 wheels of what the engine imports that the machine lacks (pydantic,
 # pydantic-core, pydantic-settings, python-dotenv, annotated-types, typing-inspection).
@@ -21,7 +21,7 @@ data=(--budget-minutes "$minutes" --set real.pack=.pack/real_train.npz --set ima
 train() {  # NAME CONFIG SEED WORKERS [--set ...]
   local name=$1 config=$2 seed=$3 workers=$4
   shift 4
-  "$py" -m models.train --config "models/configs/$config.json" --out "$runs/$name" --seed "$seed" \
+  "$py" -m blurtrack.models.train --config "models/configs/$config.json" --out "$runs/$name" --seed "$seed" \
     --set workers="$workers" "${data[@]}" "$@" >"$runs/$name.log" 2>&1
 }
 pids=()
@@ -36,5 +36,5 @@ pids+=($!)
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 for log in "$runs"/*.log; do echo "== $log"; tail -c 600 "$log"; echo; done | tee "$out/train.log"
-"$py" -m models.tracker.collect "$runs" "$out"
+"$py" -m blurtrack.models.tracker.collect "$runs" "$out"
 exit $status

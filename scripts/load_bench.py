@@ -36,13 +36,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from blurtrack.clients.client import BlurtrackClient, Result
+from blurtrack.engine.frames import decode_image
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.models.render import render_moving_target
 
-from clients.client import BlurtrackClient, Result
-from engine.frames import decode_image
-from engine.pipeline import Pipeline
-from engine.render import render_moving_target
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -102,9 +101,26 @@ def free_port() -> int:
 
 def start_server(args, bundle: str, port: int) -> tuple[subprocess.Popen, dict, Path]:
     command = [
-        sys.executable, "-m", "blurtrack", "serve", "--host", "127.0.0.1", "--port", str(port), "--bundle", bundle,
-        "--backend", args.backend, "--workers", str(args.workers), "--threads", str(args.threads),
-        "--max-sessions", str(max(args.concurrency) + 4), "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "blurtrack",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--bundle",
+        bundle,
+        "--backend",
+        args.backend,
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--max-sessions",
+        str(max(args.concurrency) + 4),
+        "--log-level",
+        "warning",
     ]
     # The log goes to a file: an unread pipe would fill up and stall the server.
     log = tempfile.NamedTemporaryFile("w+", prefix="blurtrack-bench-server-", suffix=".log", delete=False)
@@ -117,7 +133,7 @@ def start_server(args, bundle: str, port: int) -> tuple[subprocess.Popen, dict, 
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise SystemExit(f"the server did not start; its log ({log.name}):\n{Path(log.name).read_text()}")
+                raise SystemExit(f"the server did not start; its log ({log.name}):\n{Path(log.name).read_text()}") from None
             time.sleep(0.2)
 
 
@@ -175,9 +191,7 @@ async def run_load(url: str, sequences, n_sessions: int, mode: str, fps: float) 
     stats = RunStats(n_sessions)
     async with BlurtrackClient(url, timeout_s=120) as client:
         start = time.perf_counter()
-        await asyncio.gather(
-            *(one_session(client, *sequences[i % len(sequences)], mode, fps, stats) for i in range(n_sessions))
-        )
+        await asyncio.gather(*(one_session(client, *sequences[i % len(sequences)], mode, fps, stats) for i in range(n_sessions)))
         stats.wall_s = time.perf_counter() - start
     return stats
 
@@ -204,11 +218,11 @@ def main() -> int:
 
     bundle = args.bundle
     if args.test_bundle:
-        from engine.testbundle import build_test_bundle
+        from blurtrack.models.testbundle import build_test_bundle
 
         scratch = tempfile.TemporaryDirectory(prefix="blurtrack-bench-")  # removed at exit
         bundle = str(build_test_bundle(Path(scratch.name) / "test-matched-filter"))
-    from engine.manifest import resolve_bundle_dir
+    from blurtrack.engine.manifest import resolve_bundle_dir
 
     bundle = str(resolve_bundle_dir(bundle))  # a clear error now, not a server that never gets ready
 
@@ -286,9 +300,19 @@ def main() -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "backend": backend, "workers": args.workers, "threads": args.threads, "size": list(size),
-                    "frames_per_session": args.frames, "mode": args.mode, "fps": args.fps, "load_average": load,
-                    "engine_direct": {"track_p50_ms": engine_p50, "track_p95_ms": pct(direct_track, 95), "decode_p50_ms": pct(direct_decode, 50)},
+                    "backend": backend,
+                    "workers": args.workers,
+                    "threads": args.threads,
+                    "size": list(size),
+                    "frames_per_session": args.frames,
+                    "mode": args.mode,
+                    "fps": args.fps,
+                    "load_average": load,
+                    "engine_direct": {
+                        "track_p50_ms": engine_p50,
+                        "track_p95_ms": pct(direct_track, 95),
+                        "decode_p50_ms": pct(direct_decode, 50),
+                    },
                     "rows": rows,
                 },
                 indent=2,

@@ -14,20 +14,20 @@ import re
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketState
 
 from blurtrack import __version__
-from service.api.routes import health, live, sessions, stream
-from service.config import ServiceSettings
-from service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected, excerpt
-from service.limits import BodyGuard, ConnectionCap
-from service.state import ServiceState
+from blurtrack.service.api.routes import health, live, sessions, stream
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.errors import WS_EXPIRED, WS_GOING_AWAY, WS_INTERNAL, ApiError, StreamRejected, excerpt
+from blurtrack.service.limits import BodyGuard, ConnectionCap
+from blurtrack.service.state import ServiceState
 
 log = logging.getLogger("service")
 
@@ -76,7 +76,10 @@ async def _expire_idle_sessions(state: ServiceState) -> None:
         for session in state.registry.idle():
             try:
                 await state.registry.end(
-                    session, "expired", WS_EXPIRED, f"session expired after {timeout:g} s without frames (BLURTRACK_IDLE_TIMEOUT_S)"
+                    session,
+                    "expired",
+                    WS_EXPIRED,
+                    f"session expired after {timeout:g} s without frames (BLURTRACK_IDLE_TIMEOUT_S)",
                 )
             except Exception:  # keep expiring the others
                 log.exception("expiring session %s failed", session.id)

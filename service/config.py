@@ -31,12 +31,16 @@ class ServiceSettings(BaseSettings):
     expiry_check_s: float = Field(1.0, gt=0, description="how often idle sessions are looked for")
     max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest encoded frame accepted (bytes)")
     max_frame_pixels: int = Field(4096 * 2160, ge=1, description="largest decoded frame accepted (width x height)")
-    body_timeout_s: float = Field(30.0, gt=0, description="an HTTP request body must arrive whole within this many seconds (else 408)")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="an HTTP request body must arrive whole within this many seconds (else 408)"
+    )
     max_connections: int = Field(
         256, ge=1, description="HTTP requests and WebSocket streams served at once (probes excepted); past it 503 / close 1013"
     )
     max_message_bytes: int | None = Field(
-        None, ge=1, description="largest WebSocket message; past it the server closes the stream (1009). Default: see ws_max_message_bytes"
+        None,
+        ge=1,
+        description="largest WebSocket message; past it the server closes the stream (1009). Default: see ws_max_message_bytes",
     )
 
     shutdown_delay_s: float = Field(

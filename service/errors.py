@@ -7,7 +7,7 @@ machine-readable code). On the WebSocket the same codes travel as
 
 from __future__ import annotations
 
-from engine.errors import BlurtrackError, InvalidBoxError, InvalidFrameError, ModelNotFoundError
+from blurtrack.engine.errors import BlurtrackError, InvalidBoxError, InvalidFrameError, ModelNotFoundError
 
 # WebSocket close codes (4000-4999 are free for applications; 4xxx mirrors the HTTP status).
 WS_NORMAL = 1000
@@ -51,7 +51,9 @@ def excerpt(value, limit: int = 40) -> str:
 
 
 def unknown_session_message(session_id: str) -> str:
-    return f"no live session {excerpt(session_id)}: it never existed, was deleted or expired; open a new one with POST /v1/sessions"
+    return (
+        f"no live session {excerpt(session_id)}: it never existed, was deleted or expired; open a new one with POST /v1/sessions"
+    )
 
 
 def unknown_session(session_id: str) -> ApiError:

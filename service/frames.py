@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import InvalidFrameError
-from engine.frames import decode_image
-from service.errors import ApiError, frame_too_large
-from service.image_header import ACCEPTED_FORMATS, ImageHeader, image_size, read_header
+from blurtrack.engine.errors import InvalidFrameError
+from blurtrack.engine.frames import decode_image
+from blurtrack.service.errors import ApiError, frame_too_large
+from blurtrack.service.image_header import ACCEPTED_FORMATS, ImageHeader, image_size, read_header
 
 __all__ = ["check_frame", "check_frame_bytes", "decode_frame", "image_size"]
 
@@ -51,7 +51,9 @@ def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
         )
     if header.format is None:
         raise ApiError(
-            400, "invalid_frame", f"could not decode the frame ({len(data)} bytes): its first bytes are not those of a {_FORMATS} image"
+            400,
+            "invalid_frame",
+            f"could not decode the frame ({len(data)} bytes): its first bytes are not those of a {_FORMATS} image",
         )
     if header.size is None:
         raise ApiError(
@@ -62,7 +64,9 @@ def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
         )
     width, height = header.size
     if width == 0 or height == 0:
-        raise ApiError(400, "invalid_frame", f"the {header.format} header declares a {width}x{height} image: send one with pixels")
+        raise ApiError(
+            400, "invalid_frame", f"the {header.format} header declares a {width}x{height} image: send one with pixels"
+        )
     _check_pixels(width, height, max_pixels)
     return header
 

@@ -23,7 +23,11 @@ async def send_json_error(send: Send, status: int, code: str, detail: str) -> No
             "type": "http.response.start",
             "status": status,
             # close: the rest of a refused body is never read, so the connection cannot be reused
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -68,7 +72,9 @@ class BodyGuard:
             return
         except TimeoutError:
             await send_json_error(
-                send, 408, "body_timeout",
+                send,
+                408,
+                "body_timeout",
                 f"the request body did not arrive within {self.timeout_s:g} s (BLURTRACK_BODY_TIMEOUT_S): "
                 "send it at once, or check the link",
             )

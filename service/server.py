@@ -9,12 +9,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Self
+from typing import cast
 
 import uvicorn
+from fastapi import FastAPI
 
-from service.app import create_app, drain
-from service.config import ServiceSettings
+from blurtrack.service.app import create_app, drain
+from blurtrack.service.config import ServiceSettings
 
 
 def uvicorn_config(settings: ServiceSettings) -> uvicorn.Config:
@@ -45,7 +46,7 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         if not self.force_exit:
-            await drain(self.config.app.state.service)
+            await drain(cast(FastAPI, self.config.app).state.service)
         await super().shutdown(sockets)
 
 
@@ -62,9 +63,9 @@ def serve(settings: ServiceSettings) -> None:
 class BackgroundServer:
     """A real server on 127.0.0.1, a free port, in a daemon thread.
 
-        with BackgroundServer(settings) as server:
-            server.url          # http://127.0.0.1:PORT
-            server.app          # the FastAPI app (its state, for assertions)
+    with BackgroundServer(settings) as server:
+        server.url          # http://127.0.0.1:PORT
+        server.app          # the FastAPI app (its state, for assertions)
     """
 
     def __init__(self, settings: ServiceSettings, ready_timeout_s: float = 60.0, port: int = 0):
@@ -78,7 +79,9 @@ class BackgroundServer:
         config = uvicorn_config(self.settings.model_copy(update={"port": self.port}))
         self.app = config.app
         self.server = Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="blurtrack-server")
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="blurtrack-server"
+        )
 
     @property
     def url(self) -> str:
@@ -117,7 +120,7 @@ class BackgroundServer:
         self._thread.join(timeout=30)
         self._socket.close()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

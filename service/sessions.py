@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from engine.pipeline import SiamRPNTracker, TrackResult
-from service.errors import ApiError, unknown_session
-from service.metrics import ServiceMetrics
-from service.schemas import SessionInfo, SessionOptions
+from blurtrack.engine.pipeline import SiamRPNTracker, TrackResult
+from blurtrack.service.errors import ApiError, unknown_session
+from blurtrack.service.metrics import ServiceMetrics
+from blurtrack.service.schemas import SessionInfo, SessionOptions
 
 if TYPE_CHECKING:
-    from engine.geometry import Box
+    from blurtrack.engine.geometry import Box
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,9 @@ class SessionRegistry:
         self._sessions[session.id] = session
         self.metrics.sessions_created.inc()
         self.metrics.live_sessions.set(len(self._sessions))
-        log.info("session %s opened on box %s (%d live)", session.id, ",".join(f"{v:g}" for v in session.box), len(self._sessions))
+        log.info(
+            "session %s opened on box %s (%d live)", session.id, ",".join(f"{v:g}" for v in session.box), len(self._sessions)
+        )
 
     def get(self, session_id: str) -> Session:
         try:
@@ -301,7 +303,12 @@ class SessionRegistry:
         self.metrics.live_sessions.set(len(self._sessions))
         log.info(
             "session %s %s after %d frames (%d dropped, %d failed; %d live)",
-            session.id, reason, session.frames_received, session.frames_dropped, session.frames_failed, len(self._sessions),
+            session.id,
+            reason,
+            session.frames_received,
+            session.frames_dropped,
+            session.frames_failed,
+            len(self._sessions),
         )
         if session.stream is not None:
             await session.stream.terminate(close_code, f"session_{reason}", message, finish=finish)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.config import ServiceSettings
-from service.metrics import ServiceMetrics
-from service.sessions import SessionRegistry
-from service.worker import InferenceWorker
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.metrics import ServiceMetrics
+from blurtrack.service.sessions import SessionRegistry
+from blurtrack.service.worker import InferenceWorker
 
 
 @dataclass

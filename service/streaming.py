@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from engine.pipeline import TrackResult
-from service.config import ServiceSettings
-from service.errors import WS_NORMAL, ApiError
-from service.frames import check_frame
-from service.metrics import ServiceMetrics
-from service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
-from service.validation import parse_control
-from service.worker import InferenceWorker
+from blurtrack.engine.pipeline import TrackResult
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.errors import WS_NORMAL, ApiError
+from blurtrack.service.frames import check_frame
+from blurtrack.service.metrics import ServiceMetrics
+from blurtrack.service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
+from blurtrack.service.validation import parse_control
+from blurtrack.service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class StreamConnection:
                 self._open = False
 
     async def _send_error(self, code: str, message: str, seq: int | None = None) -> None:
-        body = {"type": "error", "code": code, "message": message}
+        body: dict[str, object] = {"type": "error", "code": code, "message": message}
         if seq is not None:
             body["seq"] = seq
         await self._send(body)
@@ -276,7 +276,7 @@ class StreamConnection:
                 frame_width=image.shape[1],
                 frame_height=image.shape[0],
                 scale=encoded.scale,
-                box=tuple(float(v) for v in result.box),
+                box=result.box,
                 score=float(result.score),
                 state=result.state,
                 captured_at=datetime.now(UTC),

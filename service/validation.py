@@ -10,10 +10,11 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
-from engine.geometry import Box
-from service.errors import ApiError, excerpt
-from service.schemas import SessionOptions
+from blurtrack.engine.geometry import Box
+from blurtrack.service.errors import ApiError, excerpt
+from blurtrack.service.schemas import SessionOptions
 
 MAX_BOX_CHARS = 200  # "x,y,w,h" with generous decimals
 MAX_OPTIONS_BYTES = 1024
@@ -110,7 +111,7 @@ def parse_box_input(value: Any) -> Box:
     return Box(box.x, box.y, box.w, box.h)
 
 
-def _box_problem(error: dict) -> str:
+def _box_problem(error: ErrorDetails) -> str:
     if error["type"] == "finite_number":
         return "must be finite, not NaN or infinite"
     if error["type"] == "greater_than_equal" and error["loc"][0] in ("w", "h"):
@@ -138,7 +139,9 @@ def all_finite(*values: float) -> bool:
 
 # -- options -----------------------------------------------------------------------------------
 
-OPTIONS_HELP = 'options must be a JSON object like {"deblur": "auto"} with keys backend (auto|mslite|onnxruntime) and deblur (on|off|auto)'
+OPTIONS_HELP = (
+    'options must be a JSON object like {"deblur": "auto"} with keys backend (auto|mslite|onnxruntime) and deblur (on|off|auto)'
+)
 
 
 def parse_options_field(raw: str | None) -> SessionOptions:
@@ -154,7 +157,9 @@ def parse_options_field(raw: str | None) -> SessionOptions:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()[:3])
         raise ApiError(400, "invalid_options", f"{OPTIONS_HELP}: {problems}") from None
     except ValueError as exc:  # not JSON
-        raise ApiError(400, "invalid_options", f"{OPTIONS_HELP}: not JSON ({excerpt(str(exc), 60)}); got {excerpt(raw)}") from None
+        raise ApiError(
+            400, "invalid_options", f"{OPTIONS_HELP}: not JSON ({excerpt(str(exc), 60)}); got {excerpt(raw)}"
+        ) from None
 
 
 # -- WebSocket control messages ---------------------------------------------------------------

@@ -17,15 +17,15 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from engine.errors import BlurtrackError
-from engine.geometry import Box
-from engine.pipeline import Pipeline, SiamRPNTracker, TrackResult
-from service.config import ServiceSettings
-from service.errors import ApiError, from_engine_error
-from service.frames import decode_frame
-from service.schemas import SessionOptions
-from service.sessions import PendingFrame
-from service.validation import all_finite, check_box_in_frame
+from blurtrack.engine.errors import BlurtrackError
+from blurtrack.engine.geometry import Box
+from blurtrack.engine.pipeline import Pipeline, SiamRPNTracker, TrackResult
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.errors import ApiError, from_engine_error
+from blurtrack.service.frames import decode_frame
+from blurtrack.service.schemas import SessionOptions
+from blurtrack.service.sessions import PendingFrame
+from blurtrack.service.validation import all_finite, check_box_in_frame
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ def _finite(result: TrackResult) -> TrackResult:
     """A box or score that is not finite must never reach a session or a reply (it is not JSON);
     the frame fails instead and the session keeps its last good tracker."""
     if not all_finite(*result.box, result.score):
-        raise ApiError(422, "tracking_failed", "the tracker produced no finite box on this frame; reinit on a box inside the frame")
+        raise ApiError(
+            422, "tracking_failed", "the tracker produced no finite box on this frame; reinit on a box inside the frame"
+        )
     return result
 
 
@@ -87,7 +89,7 @@ class InferenceWorker:
         s = self.settings
         try:
             self.pipeline = await self._run(partial(Pipeline.from_bundle, s.bundle, backend=s.backend, threads=s.threads))
-        except Exception as exc:  # noqa: BLE001 - a missing bundle or runtime: reported on /readyz, health keeps answering
+        except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("could not load the pipeline: %s", self.load_error)
             return

@@ -1,6 +1,6 @@
 """`blurtrack bench`: our tracker, its ablations and the peer trackers (OpenCV CSRT, KCF, NanoTrack
 v2, VitTrack) on the validation clips (the real-train holdout split), the smoke clips and the
-synthetic test sequences in one run; writes a markdown table, JSON and PNG plots. Rows, bundles and data sets come from engine/evaluation/bench.toml (or --config)."""
+synthetic test sequences in one run; writes a markdown table, JSON and PNG plots. Rows, bundles and data sets come from models/evaluation/bench.toml (or --config)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from blurtrack.commands.eval import positive_int
-from engine.runtime import BACKEND_NAMES
+from blurtrack.commands.arguments import positive_int
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 
 def _names(value: str) -> list[str]:
@@ -21,17 +21,36 @@ def _names(value: str) -> list[str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=_names, help="comma-separated data sets from the config (default: all: validation,validation-blurred,smoke,synthetic)")
+    parser.add_argument(
+        "--data",
+        type=_names,
+        help="comma-separated data sets from the config (default: all: validation,validation-blurred,smoke,synthetic)",
+    )
     parser.add_argument("--trackers", type=_names, help="comma-separated tracker rows from the config (default: all)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: ./bench-results)")
-    parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the report here (e.g. BENCHMARKS.md), plots linked relative to it")
-    parser.add_argument("--config", type=Path, help="bench config TOML (default: engine/evaluation/bench.toml)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the report here (e.g. BENCHMARKS.md), plots linked relative to it",
+    )
+    parser.add_argument("--config", type=Path, help="bench config TOML (default: models/evaluation/bench.toml)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="runtime for our bundles (default: BLURTRACK_BACKEND or auto)")
-    parser.add_argument("--threads", type=positive_int, help="threads per tracker, ours and the peers (default: BLURTRACK_THREADS or 2)")
-    parser.add_argument("--synthetic-sequences", type=positive_int, metavar="N", help="override the synthetic split's sequence count")
-    parser.add_argument("--cache-dir", type=Path, help="synthetic data and the peers venv (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
-    parser.add_argument("--setup-peers", action="store_true", help="only create the peers venv with opencv-contrib (CSRT, KCF), then exit")
-    parser.add_argument("--no-peer-setup", action="store_true", help="do not create the peers venv on demand; its rows say how to")
+    parser.add_argument(
+        "--threads", type=positive_int, help="threads per tracker, ours and the peers (default: BLURTRACK_THREADS or 2)"
+    )
+    parser.add_argument(
+        "--synthetic-sequences", type=positive_int, metavar="N", help="override the synthetic split's sequence count"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="synthetic data and the peers venv (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)"
+    )
+    parser.add_argument(
+        "--setup-peers", action="store_true", help="only create the peers venv with opencv-contrib (CSRT, KCF), then exit"
+    )
+    parser.add_argument(
+        "--no-peer-setup", action="store_true", help="do not create the peers venv on demand; its rows say how to"
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -49,12 +68,12 @@ def _versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.data.synth import shared_dir
-    from engine.errors import BlurtrackError
-    from engine.evaluation import benchmark, peers
-    from engine.evaluation.bench_report import accuracy_table, write_outputs
-    from engine.evaluation.host import host_signature
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.errors import BlurtrackError
+    from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.evaluation import benchmark, peers
+    from blurtrack.models.evaluation.bench_report import accuracy_table, write_outputs
+    from blurtrack.models.evaluation.host import host_signature
+    from blurtrack.models.paths import shared_dir
 
     cache_dir = args.cache_dir or peers.default_cache_dir()
     if args.setup_peers:
@@ -76,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic_sequences:
         import dataclasses
 
-        data_specs = [dataclasses.replace(d, sequences=args.synthetic_sequences) if d.kind == "synthetic" else d for d in data_specs]
-    print(f"preparing data: {', '.join(data_names)} (the synthetic split is rendered once, then cached in {cache_dir})", file=sys.stderr)
+        data_specs = [
+            dataclasses.replace(d, sequences=args.synthetic_sequences) if d.kind == "synthetic" else d for d in data_specs
+        ]
+    print(
+        f"preparing data: {', '.join(data_names)} (the synthetic split is rendered once, then cached in {cache_dir})",
+        file=sys.stderr,
+    )
     datasets, data_info = benchmark.load_datasets(data_specs, cache_dir, shared)
 
     specs = [t for t in config.trackers if t.name in tracker_names]

@@ -8,18 +8,15 @@ import json
 import sys
 from pathlib import Path
 
-from engine.runtime import BACKEND_NAMES
-
-
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return number
+from blurtrack.commands.arguments import positive_int
+from blurtrack.engine.deblur import DeblurMode
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="OTB layout: <seq>/img/*.jpg + <seq>/groundtruth_rect.txt")
+    parser.add_argument(
+        "dataset", type=Path, metavar="DATASET_DIR", help="OTB layout: <seq>/img/*.jpg + <seq>/groundtruth_rect.txt"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="RESULTS_DIR", help="where <seq>.txt and summary.json go")
     parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
@@ -30,11 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.evaluation.otb import find_sequences, write_boxes
-    from engine.evaluation.runner import evaluate, run_dataset
-    from engine.evaluation.tables import markdown_table
-    from engine.pipeline import Pipeline
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.otb import find_sequences, write_boxes
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.evaluation.runner import evaluate, run_dataset
+    from blurtrack.models.evaluation.tables import markdown_table
 
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
@@ -42,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or settings.threads
     sequences = find_sequences(args.dataset)
     pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
-    deblur = "off" if args.no_deblur else None
+    deblur: DeblurMode | None = "off" if args.no_deblur else None
 
     total = sum(len(s) for s in sequences)
     with tqdm(total=total, unit="frame", desc="eval", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -78,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     p = report["pooled"]
     print(markdown_table(header, rows))
     latency = ", ".join(f"{stage} {v['median']:.1f}/{v['p95']:.1f}" for stage, v in p["latency_ms"].items())
-    print(f"\nbundle {summary['bundle']} on {summary['backend']} ({summary['device']}, {threads} threads), deblur {summary['deblur']}")
+    print(
+        f"\nbundle {summary['bundle']} on {summary['backend']} ({summary['device']}, {threads} threads), deblur {summary['deblur']}"
+    )
     print(f"latency ms median/p95: {latency}")
     print(f"wrote {len(runs)} box files and {args.out / 'summary.json'}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from engine.errors import BlurtrackError
+from blurtrack.engine.errors import BlurtrackError
 
 TORCH_HINT = "pip install -e '.[train]'"
 
@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _list(models_dir: Path | None) -> int:
-    from engine.manifest import list_bundles, load_bundle
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.manifest import list_bundles, load_bundle
+    from blurtrack.engine.settings import get_engine_settings
 
     base = models_dir or get_engine_settings().models_dir
     bundles = list_bundles(base)
@@ -57,9 +57,9 @@ def _list(models_dir: Path | None) -> int:
 
 
 def _convert(names: list[str], all_bundles: bool, models_dir: Path | None) -> int:
-    from engine.manifest import list_bundles
-    from engine.runtime.mslite import convert_bundle
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.manifest import list_bundles
+    from blurtrack.engine.runtime.mslite.convert import convert_bundle
+    from blurtrack.engine.settings import get_engine_settings
 
     settings = get_engine_settings()
     if all_bundles:
@@ -73,9 +73,9 @@ def _convert(names: list[str], all_bundles: bool, models_dir: Path | None) -> in
 
 
 def _stats(name: str | None) -> int:
-    from engine.manifest import load_bundle
-    from engine.modelstats import network_stats
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.manifest import load_bundle
+    from blurtrack.engine.modelstats import network_stats
+    from blurtrack.engine.settings import get_engine_settings
 
     bundle = load_bundle(name or get_engine_settings().bundle)
     print(f"{bundle.name}: parameters stored per file, GFLOPs (2 x MACs of conv/gemm) per call")
@@ -93,7 +93,7 @@ def _forward(module_name: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name not in (module_name, module_name.split(".")[0]):
+        if exc.name not in (module_name, "blurtrack.models"):
             raise
         raise BlurtrackError(f"{module_name} is not in this installation: run from a blurtrack source checkout") from exc
     return int(module.main(argv) or 0)
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "convert":
         return _convert(args.bundles, args.all, args.models_dir)
     if args.action == "make-test-bundle":
-        from engine.testbundle import build_test_bundle
+        from blurtrack.models.testbundle import build_test_bundle
 
         print(f"wrote {build_test_bundle(args.out_dir)}")
         return 0
-    return _forward(f"models.{args.action}", args.argv)
+    return _forward(f"blurtrack.models.{args.action}", args.argv)

@@ -19,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.runtime.mslite import runtime_status
-    from engine.runtime.mslite_setup import setup_runtime
+    from blurtrack.engine.runtime.mslite.detect import runtime_status
+    from blurtrack.engine.runtime.mslite.install import setup_runtime
 
     print(setup_runtime(args.home, force=args.force).detail)
     status = runtime_status(args.home)

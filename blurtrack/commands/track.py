@@ -9,20 +9,29 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.runtime import BACKEND_NAMES
-from engine.settings import get_engine_settings
+from blurtrack.engine.runtime import BACKEND_NAMES
+from blurtrack.engine.settings import get_engine_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     settings = get_engine_settings()
-    parser.add_argument("video", help="video file (.mp4, .avi, ...), folder of images (or a sequence folder with img/) or camera index")
+    parser.add_argument(
+        "video", help="video file (.mp4, .avi, ...), folder of images (or a sequence folder with img/) or camera index"
+    )
     parser.add_argument("--box", required=True, help="target in the first frame: x,y,w,h (pixels, top-left)")
     parser.add_argument(
-        "--boxes", "--csv", type=Path, dest="boxes",
+        "--boxes",
+        "--csv",
+        type=Path,
+        dest="boxes",
         help="CSV of per-frame results (default: <name>.boxes.csv beside the video or folder)",
     )
     parser.add_argument("--out", type=Path, help="write an annotated video (box, score, latency) here (.mp4)")
-    parser.add_argument("--show-deblur", action="store_true", help="with --out: also write <out>.deblur.mp4, search crop | network input after deblur")
+    parser.add_argument(
+        "--show-deblur",
+        action="store_true",
+        help="with --out: also write <out>.deblur.mp4, search crop | network input after deblur",
+    )
     parser.add_argument("--no-deblur", action="store_true", help="never run the deblur network")
     parser.add_argument("--bundle", default=settings.bundle, help="model bundle name or folder")
     parser.add_argument("--backend", default=settings.backend, choices=BACKEND_NAMES)
@@ -55,9 +64,9 @@ def default_boxes_path(source: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clients.drawing import VideoWriter, draw_box
-    from clients.sources import open_source
-    from engine.pipeline import Pipeline
+    from blurtrack.clients.drawing import VideoWriter, draw_box
+    from blurtrack.clients.sources import open_source
+    from blurtrack.engine.pipeline import Pipeline
 
     if args.show_deblur and args.out is None:
         raise SystemExit("--show-deblur needs --out (the crops are written beside the annotated video)")
@@ -67,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"blurtrack track: error: {exc}", file=sys.stderr)
         return 2
     pipeline = Pipeline.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
-    tracker = pipeline.new_tracker(deblur="off" if args.no_deblur else "on" if args.show_deblur else None, keep_crops=args.show_deblur)
+    tracker = pipeline.new_tracker(
+        deblur="off" if args.no_deblur else "on" if args.show_deblur else None, keep_crops=args.show_deblur
+    )
     boxes_path = args.boxes or default_boxes_path(str(args.video))
     annotated = VideoWriter(args.out, source.fps) if args.out else None
     crops = VideoWriter(args.out.with_suffix(".deblur.mp4"), source.fps) if args.show_deblur else None
@@ -78,7 +89,19 @@ def run(args: argparse.Namespace) -> int:
         for index, frame in enumerate(tqdm(source.frames, total=source.total, unit="frame", desc="tracking")):
             result = tracker.init(frame, args.box) if index == 0 else tracker.track(frame)
             x, y, w, h = result.box
-            writer.writerow([index + 1, f"{x:.2f}", f"{y:.2f}", f"{w:.2f}", f"{h:.2f}", f"{result.score:.4f}", result.state, int(result.deblurred), f"{result.timings['total']:.2f}"])
+            writer.writerow(
+                [
+                    index + 1,
+                    f"{x:.2f}",
+                    f"{y:.2f}",
+                    f"{w:.2f}",
+                    f"{h:.2f}",
+                    f"{result.score:.4f}",
+                    result.state,
+                    int(result.deblurred),
+                    f"{result.timings['total']:.2f}",
+                ]
+            )
             if annotated is not None:
                 label = f"#{index + 1} {result.state} score {result.score:.2f} {result.timings['total']:.1f} ms"
                 annotated.write(draw_box(frame, result.box, result.state, label))

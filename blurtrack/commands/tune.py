@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from blurtrack.commands.eval import positive_int
-from engine.runtime import BACKEND_NAMES
+from blurtrack.commands.arguments import positive_int
+from blurtrack.engine.runtime import BACKEND_NAMES
 
 DEFAULT_GRID = {
     "penalty_k": [0.05, 0.15, 0.25],
@@ -25,9 +25,9 @@ DEFAULT_GRID = {
 # tracker settings tuned only when their flag is given (values between 0 and 1): what each means
 OPTIONAL_TRACKER_SETTINGS = {
     "box_vote_iou": "box-voting IoUs to try: the box is the score-weighted mean of the anchor boxes overlapping the "
-                    "best one by at least this IoU, 0 keeps the best box alone",
+    "best one by at least this IoU, 0 keeps the best box alone",
     "aspect_lr": "aspect-ratio learning rates to try: the box's w / h follows the chosen box at this times the "
-                 "size's pace, 1 as w and h, 0 keeps the first box's",
+    "size's pace, 1 as w and h, 0 keeps the first box's",
 }
 
 
@@ -72,34 +72,70 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
     parser.add_argument("--threads", type=positive_int, help="intra-op threads per network (default: BLURTRACK_THREADS or 2)")
-    parser.add_argument("--deblur", choices=["bundle", "off"], default="bundle", help="deblur by the bundle's policy (default) or never")
-    parser.add_argument("--split", choices=["select", "dev", "train"], default="select",
-                        help="select: the real-train select clips (default); dev, train: a synthetic split")
+    parser.add_argument(
+        "--deblur", choices=["bundle", "off"], default="bundle", help="deblur by the bundle's policy (default) or never"
+    )
+    parser.add_argument(
+        "--split",
+        choices=["select", "dev", "train"],
+        default="select",
+        help="select: the real-train select clips (default); dev, train: a synthetic split",
+    )
     parser.add_argument("--sequences", type=positive_int, default=20, help="synthetic sequences (default: 20)")
     parser.add_argument("--frames", type=positive_int, default=80, help="frames per sequence (default: 80)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic split seed (default: 0)")
     for name, values in DEFAULT_GRID.items():
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=_floats, default=values, dest=name,
-                            help=f"comma-separated values to try (default: {','.join(map(str, values))})")
-    parser.add_argument("--blur-threshold", type=_thresholds, default=None,
-                        help="comma-separated deblur-gate thresholds to try: crops whose blur score (variance of the "
-                             "Laplacian) is below it are deblurred (default: keep the bundle's)")
-    parser.add_argument("--rescue-score", type=_floats, default=None,
-                        help="comma-separated rescue scores to try: a frame the blur gate passed whose best tracker "
-                             "score is below it is tracked again on the deblurred crop, 0 never rescues "
-                             "(default: keep the bundle's)")
-    parser.add_argument("--deblur-strength", type=_strengths, default=None,
-                        help="comma-separated deblur strengths to try: where the deblurrer runs, the search network "
-                             "sees strength x its output + (1 - strength) x the crop, 1 the output alone "
-                             "(default: keep the bundle's)")
+        parser.add_argument(
+            flag,
+            type=_floats,
+            default=values,
+            dest=name,
+            help=f"comma-separated values to try (default: {','.join(map(str, values))})",
+        )
+    parser.add_argument(
+        "--blur-threshold",
+        type=_thresholds,
+        default=None,
+        help="comma-separated deblur-gate thresholds to try: crops whose blur score (variance of the "
+        "Laplacian) is below it are deblurred (default: keep the bundle's)",
+    )
+    parser.add_argument(
+        "--rescue-score",
+        type=_floats,
+        default=None,
+        help="comma-separated rescue scores to try: a frame the blur gate passed whose best tracker "
+        "score is below it is tracked again on the deblurred crop, 0 never rescues "
+        "(default: keep the bundle's)",
+    )
+    parser.add_argument(
+        "--deblur-strength",
+        type=_strengths,
+        default=None,
+        help="comma-separated deblur strengths to try: where the deblurrer runs, the search network "
+        "sees strength x its output + (1 - strength) x the crop, 1 the output alone "
+        "(default: keep the bundle's)",
+    )
     for name, meaning in OPTIONAL_TRACKER_SETTINGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=_floats, default=None, dest=name,
-                            help=f"comma-separated {meaning} (default: keep the bundle's)")
-    parser.add_argument("--jpeg-quality", type=_quality, default=None,
-                        help="also track every clip re-encoded as JPEG at this quality and rank by both together, "
-                             "so the choice holds for what a camera's encoder sends (e.g. 80)")
-    parser.add_argument("--cache-dir", type=Path, help="where the synthetic split and re-encoded clips are cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)")
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=_floats,
+            default=None,
+            dest=name,
+            help=f"comma-separated {meaning} (default: keep the bundle's)",
+        )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=_quality,
+        default=None,
+        help="also track every clip re-encoded as JPEG at this quality and rank by both together, "
+        "so the choice holds for what a camera's encoder sends (e.g. 80)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where the synthetic split and re-encoded clips are cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)",
+    )
     parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
     parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
 
@@ -107,25 +143,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.data.synth import shared_dir
-    from engine.evaluation import peers
-    from engine.evaluation.benchmark import DataSpec, prepare_data
-    from engine.evaluation.host import host_signature
-    from engine.evaluation.otb import find_sequences, load_sequence, reencode_sequence
-    from engine.evaluation.splits import split_dirs
-    from engine.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
-    from engine.pipeline import Pipeline
-    from engine.settings import get_engine_settings
+    from blurtrack.engine.otb import find_sequences, load_sequence, reencode_sequence
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.evaluation import peers
+    from blurtrack.models.evaluation.benchmark import DataSpec, prepare_data
+    from blurtrack.models.evaluation.host import host_signature
+    from blurtrack.models.evaluation.splits import split_dirs
+    from blurtrack.models.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
+    from blurtrack.models.paths import shared_dir
 
     # the deblur-policy settings this run varies, and the flags that asked for them
-    deblur_options = {"--blur-threshold": ("blur_threshold", args.blur_threshold),
-                      "--rescue-score": ("rescue_score", args.rescue_score),
-                      "--deblur-strength": ("strength", args.deblur_strength)}
+    deblur_options = {
+        "--blur-threshold": ("blur_threshold", args.blur_threshold),
+        "--rescue-score": ("rescue_score", args.rescue_score),
+        "--deblur-strength": ("strength", args.deblur_strength),
+    }
     deblur_values = {key: v for key, v in deblur_options.values() if v is not None}
     deblur_flags = [flag for flag, (_, v) in deblur_options.items() if v is not None]
     if deblur_flags and args.deblur == "off":
-        print(f"blurtrack tune: {', '.join(deblur_flags)} tune the deblur policy, which --deblur off never uses; "
-              "drop one of them", file=sys.stderr)
+        print(
+            f"blurtrack tune: {', '.join(deblur_flags)} tune the deblur policy, which --deblur off never uses; drop one of them",
+            file=sys.stderr,
+        )
         return 2
     settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
@@ -133,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "select":
         sequences = [load_sequence(d) for d in split_dirs(shared_dir() / "data" / "real-train", "select")]
     else:
-        spec = DataSpec(name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed)
+        spec = DataSpec(
+            name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed
+        )
         sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
     if args.jpeg_quality is not None:
         reencoded = (args.cache_dir or peers.default_cache_dir()) / f"jpeg-q{args.jpeg_quality}"
@@ -143,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if deblur_flags and not pipeline.has_deblur:
-        print(f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no deblur policy to tune", file=sys.stderr)
+        print(
+            f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no deblur policy to tune", file=sys.stderr
+        )
         return 2
     values.update(deblur_values)
     grid = settings_grid(values)
@@ -155,14 +199,19 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = pipeline.bundle.manifest
     where = "the real-train select clips" if args.split == "select" else f"the synthetic {args.split} split"
-    print(f"bundle {pipeline.bundle.name} on {where} ({len(sequences)} sequences), deblur {args.deblur}; "
-          f"bundle now: " + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
-          + "".join(f", {k} {getattr(manifest.deblur_policy, k)}" for k in DEBLUR_SETTINGS))
+    print(
+        f"bundle {pipeline.bundle.name} on {where} ({len(sequences)} sequences), deblur {args.deblur}; "
+        f"bundle now: "
+        + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
+        + "".join(f", {k} {getattr(manifest.deblur_policy, k)}" for k in DEBLUR_SETTINGS)
+    )
     print("objective = (precision@15 + success@0.6) / 2")
     for row in rows:
         setting = ", ".join(f"{k} {v:g}" for k, v in row["settings"].items())
-        print(f"  {row['objective']:.4f}  P@15 {row['precision@15']:.4f}  S@0.6 {row['success@0.6']:.4f}  AUC {row['auc']:.4f}  "
-              f"deblurred {row['deblurred_frames']}  {setting}")
+        print(
+            f"  {row['objective']:.4f}  P@15 {row['precision@15']:.4f}  S@0.6 {row['success@0.6']:.4f}  AUC {row['auc']:.4f}  "
+            f"deblurred {row['deblurred_frames']}  {setting}"
+        )
     best = rows[0]["settings"]
     best_tracker = {k: v for k, v in best.items() if k in TRACKER_SETTINGS}
     best_deblur = {k: v for k, v in best.items() if k in DEBLUR_SETTINGS}
@@ -170,10 +219,18 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # the host too: boxes, hence objectives, differ between CPUs (engine/evaluation/host.py)
-        report = {"bundle": pipeline.bundle.name, "bundle_dir": str(pipeline.bundle.root), "split": args.split,
-                  "jpeg_quality": args.jpeg_quality,
-                  "sequences": len(sequences), "frames": args.frames, "seed": args.seed, "deblur": args.deblur,
-                  "host": host_signature(), "ranking": rows}
+        report = {
+            "bundle": pipeline.bundle.name,
+            "bundle_dir": str(pipeline.bundle.root),
+            "split": args.split,
+            "jpeg_quality": args.jpeg_quality,
+            "sequences": len(sequences),
+            "frames": args.frames,
+            "seed": args.seed,
+            "deblur": args.deblur,
+            "host": host_signature(),
+            "ranking": rows,
+        }
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.apply:
         tuned = pipeline.bundle

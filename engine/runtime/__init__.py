@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from engine.errors import BackendUnavailableError
-from engine.runtime.base import Backend, ModelSession
+from blurtrack.engine.errors import BackendUnavailableError
+from blurtrack.engine.runtime.base import Backend, ModelSession
 
 log = logging.getLogger(__name__)
 
@@ -13,7 +13,7 @@ BACKEND_NAMES = ("auto", "mslite", "onnxruntime")
 
 
 def mslite_available() -> bool:
-    from engine.runtime.mslite import runtime_status
+    from blurtrack.engine.runtime.mslite.detect import runtime_status
 
     return runtime_status().available
 
@@ -31,10 +31,10 @@ def get_backend(name: str = "auto", threads: int = 2) -> Backend:
             log.info("backend auto -> onnxruntime (MindSpore Lite not set up: run `blurtrack setup mslite`)")
             name = "onnxruntime"
     if name == "mslite":
-        from engine.runtime.mslite import MindSporeLiteBackend
+        from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
 
         return MindSporeLiteBackend(threads=threads)
-    from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(threads=threads)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import BackendUnavailableError, ModelNotFoundError
-from engine.runtime.base import Backend, ModelSession
+from blurtrack.engine.errors import BackendUnavailableError, ModelNotFoundError
+from blurtrack.engine.runtime.base import Backend, ModelSession
 
 
 class OrtSession(ModelSession):

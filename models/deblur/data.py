@@ -1,7 +1,7 @@
-"""Training and held-out crop pairs for the deblurrer, from engine.data.synth.blur_pair.
+"""Training and held-out crop pairs for the deblurrer, from models.synth.blur_pair.
 
 Train pairs come only from the TRAIN split photos, validation pairs from DEV, the export's
-report from TEST (engine.data.synth.split_images: disjoint by file name).
+report from TEST (models.synth.split_images: disjoint by file name).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import synth
+from blurtrack.models import synth
 
 
 def load_split_images(split: str, images_dir: str | Path | None = None) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 """Export a trained deblurrer to ONNX, check it against torch, and measure it.
 
-    python -m models.deblur.export --checkpoint /tmp/blurtrack-train/deblur/best.pt \
+    python -m blurtrack.models.deblur.export --checkpoint /tmp/blurtrack-train/deblur/best.pt \
         --out /tmp/blurtrack-train/deblur/export [--pairs 48] [--threads 2]
 
 Writes OUT/deblur.onnx (opset 17, input "blurred" [1,3,255,255] -> output "sharp" [1,3,255,255],
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import ModelNotFoundError
-from models.deblur.data import fixed_pairs, psnr
-from models.deblur.net import FPNDeblur, count_flops
-from models.deblur.train import build_generator
+from blurtrack.engine.errors import ModelNotFoundError
+from blurtrack.models.deblur.data import fixed_pairs, psnr
+from blurtrack.models.deblur.net import FPNDeblur, count_flops
+from blurtrack.models.deblur.train import build_generator
 
 INPUT_NAME, OUTPUT_NAME = "blurred", "sharp"
 
@@ -31,7 +31,7 @@ INPUT_NAME, OUTPUT_NAME = "blurred", "sharp"
 def load_checkpoint(path: str | Path) -> tuple[FPNDeblur, dict]:
     p = Path(path)
     if not p.is_file():
-        raise ModelNotFoundError(f"checkpoint {p} not found; train first (python -m models.deblur.train ...)")
+        raise ModelNotFoundError(f"checkpoint {p} not found; train first (python -m blurtrack.models.deblur.train ...)")
     state = torch.load(p, map_location="cpu", weights_only=False)
     cfg = state.get("config", {})
     model = build_generator(cfg, pretrained=False)
@@ -48,8 +48,14 @@ def export_onnx(model: FPNDeblur, path: str | Path, size: int = 255, opset: int 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about static shapes are expected here
         torch.onnx.export(
-            model, (dummy,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamo=False, do_constant_folding=True,
+            model,
+            (dummy,),
+            str(out),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
         )
     return out
 
@@ -73,7 +79,7 @@ def to_image(nchw: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.deblur.export", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m blurtrack.models.deblur.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="best.pt or last.pt from models.deblur.train")
     ap.add_argument("--out", required=True, help="folder for deblur.onnx and export_report.json")
     ap.add_argument("--pairs", type=int, default=48, help="held-out TEST-split pairs for the PSNR report")
@@ -130,12 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         "ms_p95": round(float(np.percentile(times, 95)), 2),
     }
     (Path(args.out) / "export_report.json").write_text(json.dumps(report, indent=1))
-    print(f"exported {onnx_path} ({report['onnx_bytes'] / 1e6:.2f} MB, {report['params'] / 1e6:.2f} M params, "
-          f"{report['gflops_255']} GFLOPs at 255)")
+    print(
+        f"exported {onnx_path} ({report['onnx_bytes'] / 1e6:.2f} MB, {report['params'] / 1e6:.2f} M params, "
+        f"{report['gflops_255']} GFLOPs at 255)"
+    )
     print(f"max abs diff ONNX Runtime vs torch: {max_diff:.5f} (0..255 scale)")
-    print(f"TEST pairs {len(pairs)}: PSNR blurred {report['psnr_blurred']:.2f} dB -> deblurred "
-          f"{report['psnr_deblurred']:.2f} dB (gain {report['psnr_gain_db']:+.2f} dB mean, "
-          f"{report['psnr_gain_median_db']:+.2f} median; {report['pairs_improved']}/{len(pairs)} improved)")
+    print(
+        f"TEST pairs {len(pairs)}: PSNR blurred {report['psnr_blurred']:.2f} dB -> deblurred "
+        f"{report['psnr_deblurred']:.2f} dB (gain {report['psnr_gain_db']:+.2f} dB mean, "
+        f"{report['psnr_gain_median_db']:+.2f} median; {report['pairs_improved']}/{len(pairs)} improved)"
+    )
     print(f"ONNX Runtime {args.threads} threads: {report['ms_median']:.2f} ms median, {report['ms_p95']:.2f} ms p95 per call")
     return 0
 

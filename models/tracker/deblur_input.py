@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.deblur import Deblurrer
-from engine.manifest import load_bundle
-from engine.runtime import get_backend
-from models.tracker.data import Pair
+from blurtrack.engine.deblur import Deblurrer
+from blurtrack.engine.manifest import load_bundle
+from blurtrack.engine.runtime import get_backend
+from blurtrack.models.tracker.data import Pair
 
 
 class DeblurredInput:
@@ -53,10 +53,14 @@ class DeblurredInput:
             return template
         self.counts["template"] += 1
         h, w = template.shape[:2]
-        return np.ascontiguousarray(self._deblur(big)[pad: pad + h, pad: pad + w])
+        return np.ascontiguousarray(self._deblur(big)[pad : pad + h, pad : pad + w])
 
     def sample(self, rng: np.random.Generator) -> Pair:
         pair = self.sampler.sample(rng)
         self.counts["pairs"] += 1
-        return Pair(template=self._maybe_template(pair.template), search=self._maybe_search(pair.search),
-                    box=pair.box, negative=pair.negative)
+        return Pair(
+            template=self._maybe_template(pair.template),
+            search=self._maybe_search(pair.search),
+            box=pair.box,
+            negative=pair.negative,
+        )

@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.anchors import box_iou_cxcywh, encode_boxes, generate_anchors
-from engine.manifest import AnchorConfig
+from blurtrack.engine.anchors import box_iou_cxcywh, encode_boxes, generate_anchors
+from blurtrack.engine.manifest import AnchorConfig
 
 
 class AnchorTarget:
     """Labels 1 (IoU > pos_iou), 0 (IoU < neg_iou) or -1 (ignored), sampled to at most `pos_num`
     positives and `total_num` labelled anchors, as pysot's AnchorTarget."""
 
-    def __init__(self, cfg: AnchorConfig | None = None, *, pos_iou: float = 0.6, neg_iou: float = 0.3,
-                 pos_num: int = 16, total_num: int = 64, neg_pair_num: int = 16):
+    def __init__(
+        self,
+        cfg: AnchorConfig | None = None,
+        *,
+        pos_iou: float = 0.6,
+        neg_iou: float = 0.3,
+        pos_num: int = 16,
+        total_num: int = 64,
+        neg_pair_num: int = 16,
+    ):
         self.cfg = cfg or AnchorConfig()
         self.anchors = generate_anchors(self.cfg)
         self.pos_iou, self.neg_iou = pos_iou, neg_iou
         self.pos_num, self.total_num, self.neg_pair_num = pos_num, total_num, neg_pair_num
 
-    def __call__(self, box: np.ndarray, rng: np.random.Generator, negative: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(
+        self, box: np.ndarray, rng: np.random.Generator, negative: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """box: (cx, cy, w, h) in search-crop pixels relative to the crop centre.
 
         Returns cls (A,) int64 in {-1, 0, 1}, loc (A, 4) float32 deltas, loc_weight (A,) float32.
@@ -35,7 +45,7 @@ class AnchorTarget:
             col = size // 2 + int(np.ceil(box[0] / stride - 0.5))
             row = size // 2 + int(np.ceil(box[1] / stride - 0.5))
             grid = np.full((k, size, size), -1, dtype=np.int64)
-            grid[:, max(0, row - 3): row + 4, max(0, col - 3): col + 4] = 0
+            grid[:, max(0, row - 3) : row + 4, max(0, col - 3) : col + 4] = 0
             candidates = np.flatnonzero(grid.reshape(-1) == 0)
             if len(candidates) == 0:
                 candidates = np.arange(n)

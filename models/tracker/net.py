@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.tracker.backbones import AlexNetStyle, DeblurEncoder, EfficientNetLite0
+from blurtrack.models.tracker.backbones import AlexNetStyle, DeblurEncoder, EfficientNetLite0
 
 # Cells of the stride-8 maps (16x16 template, 32x32 search; cell o centred on crop pixel 8*o) that
 # the neck keeps. Correlation output i then uses search cells i..i+6, centred on pixel 8*i + 24;
@@ -37,7 +37,7 @@ class NetConfig:
     deblur_onnx: str = ""  # deblur_encoder only: the deblur.onnx whose encoder the tracker reads
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NetConfig":
+    def from_dict(cls, data: dict) -> NetConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -95,6 +95,7 @@ class SiamRPN(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.cfg = cfg
+        self.backbone: EfficientNetLite0 | AlexNetStyle | DeblurEncoder
         if cfg.backbone == "effnet_lite0":
             self.backbone = EfficientNetLite0(eca=cfg.eca, eca_from=cfg.eca_from, mode=cfg.trunk)
             if cfg.pretrained:
@@ -114,7 +115,9 @@ class SiamRPN(nn.Module):
         zf = self.neck(self.backbone(z), TEMPLATE_CELLS)
         return self.cls.kernel(zf), self.loc.kernel(zf)
 
-    def search_branch(self, x: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def search_branch(
+        self, x: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         xf = self.neck(self.backbone(x), SEARCH_CELLS)
         return self.cls(xf, kernel_cls), self.loc(xf, kernel_loc)
 
@@ -141,7 +144,9 @@ class SearchNet(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, search: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, search: torch.Tensor, kernel_cls: torch.Tensor, kernel_loc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.search_branch(search, kernel_cls, kernel_loc)
 
 

@@ -1,4 +1,4 @@
-"""`python -m models.tracker.pack --out DIR`: everything a tracker training run reads, in one small
+"""`python -m blurtrack.models.tracker.pack --out DIR`: everything a tracker training run reads, in one small
 folder that can travel to a machine without `../shared` (a lent GPU machine takes 64 MiB).
 
 DIR/real_train.npz  the real-train clips of the `train` split as regions around the target
@@ -21,9 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.data.synth import default_images_dir, shared_dir, split_images
-from engine.evaluation.splits import split_dirs
-from models.tracker.real_clips import pack_clip, save_pack
+from blurtrack.models.evaluation.splits import split_dirs
+from blurtrack.models.paths import shared_dir
+from blurtrack.models.synth import default_images_dir, split_images
+from blurtrack.models.tracker.real_clips import pack_clip, save_pack
 
 PHOTO_MAX_SIDE = 320
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -46,7 +47,7 @@ def pack_photos(images_dir: Path, out_dir: Path) -> int:
 
 
 def pack_backbone(net_cfg: dict, path: Path) -> None:
-    from models.tracker.net import build_tracker
+    from blurtrack.models.tracker.net import build_tracker
 
     net = build_tracker({**net_cfg, "pretrained": True})
     arrays = {k: v.numpy() for k, v in net.backbone.state_dict().items()}
@@ -54,12 +55,17 @@ def pack_backbone(net_cfg: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.tracker.pack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m blurtrack.models.tracker.pack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write (keep it out of git)")
     parser.add_argument("--every", type=int, default=2, help="keep every N-th frame of each clip (default 2)")
     parser.add_argument("--real-train", type=Path, default=None, help="default ../shared/data/real-train")
-    parser.add_argument("--configs", nargs="+", type=Path, default=[CONFIGS / "tracker.json", CONFIGS / "tracker_noeca.json"],
-                        help="training configs whose ImageNet trunk to pack")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=Path,
+        default=[CONFIGS / "tracker.json", CONFIGS / "tracker_noeca.json"],
+        help="training configs whose ImageNet trunk to pack",
+    )
     args = parser.parse_args(argv)
     real_train = args.real_train or shared_dir() / "data" / "real-train"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.evaluation.otb import load_sequence
-from engine.geometry import context_size, crop_square
-from models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
+from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.engine.otb import load_sequence
+from blurtrack.models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
 
 # Region side / search side: the search side jitters by up to 18 % and its centre moves up to
 # 64 of 255 crop pixels, so a search crop reaches 0.5 * 1.18 + 0.25 = 0.84 search sides out.
@@ -45,7 +45,9 @@ def pack_clip(seq_dir: Path, every: int = 2) -> PackedClip:
     """Every `every`-th frame with a valid box of one OTB-layout clip, as regions around the target."""
     seq = load_sequence(seq_dir)
     gt = seq.groundtruth.astype(np.float64)
-    boxes = np.stack([gt[:, 0] - 1.0 + gt[:, 2] / 2, gt[:, 1] - 1.0 + gt[:, 3] / 2, gt[:, 2], gt[:, 3]], axis=1)  # 1-based -> 0-based
+    boxes = np.stack(
+        [gt[:, 0] - 1.0 + gt[:, 2] / 2, gt[:, 1] - 1.0 + gt[:, 3] / 2, gt[:, 2], gt[:, 3]], axis=1
+    )  # 1-based -> 0-based
     frames, regions, origins = [], [], []
     for i in range(0, len(seq), every):
         if seq.frames[i] is None or not _valid(boxes[i]):
@@ -81,8 +83,15 @@ def load_pack(path: Path) -> list[PackedClip]:
             blob = data[f"{k}_jpeg"].tobytes()
             ends = np.cumsum(data[f"{k}_lengths"])
             starts = np.concatenate([[0], ends[:-1]])
-            clips.append(PackedClip(str(name), data[f"{k}_frames"], [blob[a:b] for a, b in zip(starts, ends)],
-                                    data[f"{k}_origins"], data[f"{k}_boxes"]))
+            clips.append(
+                PackedClip(
+                    str(name),
+                    data[f"{k}_frames"],
+                    [blob[a:b] for a, b in zip(starts, ends)],
+                    data[f"{k}_origins"],
+                    data[f"{k}_boxes"],
+                )
+            )
     return clips
 
 
@@ -126,8 +135,9 @@ class RealClipPairSampler:
         if rng.random() < self.cfg.neg_prob:
             other = int(rng.choice([n for n in range(len(self.clips)) if n != k]))
             frame = self.region(other, int(rng.integers(len(self.clips[other].frames))))
-            return crop_pair(self.region(k, i), box_t, frame, self._box(clip, j), rng, self.cfg,
-                             negative=True, negative_frame=frame)
+            return crop_pair(
+                self.region(k, i), box_t, frame, self._box(clip, j), rng, self.cfg, negative=True, negative_frame=frame
+            )
         # where a tracker would centre the search: the target's position 1-3 frames earlier
         back = clip.boxes[max(0, int(clip.frames[j]) - int(rng.integers(1, 4)))]
         hint = None
@@ -135,4 +145,3 @@ class RealClipPairSampler:
             point = self._in_region(clip, j, back[:2])
             hint = (float(point[0]), float(point[1]))
         return crop_pair(self.region(k, i), box_t, self.region(k, j), self._box(clip, j), rng, self.cfg, centre_hint=hint)
-

@@ -21,18 +21,26 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from engine.anchors import box_iou_cxcywh, decode_boxes, flatten_loc, foreground_scores
-from engine.evaluation.splits import split_dirs
-from models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images, split_images
-from models.tracker.deblur_input import DeblurredInput
-from models.tracker.labels import AnchorTarget
-from models.tracker.net import SiamRPN, build_tracker
-from models.tracker.real_clips import RealClipPairSampler, load_pack, pack_clip
+from blurtrack.engine.anchors import box_iou_cxcywh, decode_boxes, flatten_loc, foreground_scores
+from blurtrack.models.evaluation.splits import split_dirs
+from blurtrack.models.synth import split_images
+from blurtrack.models.tracker.data import MixedSampler, PairConfig, PairSampler, SequencePairSampler, load_images
+from blurtrack.models.tracker.deblur_input import DeblurredInput
+from blurtrack.models.tracker.labels import AnchorTarget
+from blurtrack.models.tracker.net import SiamRPN, build_tracker
+from blurtrack.models.tracker.real_clips import RealClipPairSampler, load_pack, pack_clip
 
 
 # ---------------------------------------------------------------- loss
-def rpn_loss(cls: torch.Tensor, loc: torch.Tensor, labels: torch.Tensor, loc_target: torch.Tensor,
-             loc_weight: torch.Tensor, loc_lambda: float, smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def rpn_loss(
+    cls: torch.Tensor,
+    loc: torch.Tensor,
+    labels: torch.Tensor,
+    loc_target: torch.Tensor,
+    loc_weight: torch.Tensor,
+    loc_lambda: float,
+    smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """pysot's loss: 0.5 * CE(positives) + 0.5 * CE(negatives), plus lambda * smooth-L1 on positives.
 
     cls [N, 2k, S, S] (bg block then fg block), loc [N, 4k, S, S]; labels [N, A] in {-1, 0, 1},
@@ -73,8 +81,14 @@ def make_batch(sampler: PairSampler, target: AnchorTarget, rng: np.random.Genera
         tgt.append(l)
         wgt.append(w)
         boxes.append(np.append(pair.box, float(pair.negative)))
-    return (to_tensor(z), to_tensor(x), torch.from_numpy(np.stack(lab)), torch.from_numpy(np.stack(tgt)),
-            torch.from_numpy(np.stack(wgt)), np.stack(boxes))
+    return (
+        to_tensor(z),
+        to_tensor(x),
+        torch.from_numpy(np.stack(lab)),
+        torch.from_numpy(np.stack(tgt)),
+        torch.from_numpy(np.stack(wgt)),
+        np.stack(boxes),
+    )
 
 
 # ---------------------------------------------------------------- evaluation on held-out pairs
@@ -95,12 +109,12 @@ def evaluate(net: SiamRPN, batches: list, anchors: np.ndarray, device: torch.dev
         cls, loc = cls.float().cpu(), loc.float().cpu()
         losses.append(float(lc + ll))
         for i in range(len(boxes)):
-            score = foreground_scores(cls[i: i + 1].numpy())
+            score = foreground_scores(cls[i : i + 1].numpy())
             best = int(np.argmax(score))
             if boxes[i, 4] > 0:
                 neg_scores.append(float(score[best]))
                 continue
-            pred = decode_boxes(flatten_loc(loc[i: i + 1].numpy())[best: best + 1], anchors[best: best + 1])[0]
+            pred = decode_boxes(flatten_loc(loc[i : i + 1].numpy())[best : best + 1], anchors[best : best + 1])[0]
             gt = boxes[i, :4]
             hits.append(math.hypot(pred[0] - gt[0], pred[1] - gt[1]) <= 16.0)
             ious.append(float(box_iou_cxcywh(pred[None], gt)[0]))
@@ -195,8 +209,10 @@ def load_init_state(path: Path) -> tuple[dict, str]:
     if path.is_dir():
         path = path / TRAIN_WEIGHTS_FILE
     if not path.is_file():
-        raise SystemExit(f"--init {path} not found: pass a bundle folder holding {TRAIN_WEIGHTS_FILE}, "
-                         f"such a file, or a checkpoint (.pt) from an earlier run")
+        raise SystemExit(
+            f"--init {path} not found: pass a bundle folder holding {TRAIN_WEIGHTS_FILE}, "
+            f"such a file, or a checkpoint (.pt) from an earlier run"
+        )
     if path.suffix == ".npz":
         with np.load(path) as data:
             return {k: torch.from_numpy(data[k].copy()) for k in data.files if k != "__config__"}, f"train weights {path}"
@@ -229,13 +245,19 @@ def log_line(log: Path, record: dict) -> None:
 def synth_sampler(synth_cfg: dict, pair_cfg: PairConfig, images_dir: Path) -> SequencePairSampler:
     """Synthetic blurred sequences from the TRAIN photos, rendered once and cached on disk
     (engine.data.synth.make_split reuses a complete folder with the same parameters)."""
-    from engine.data.synth import make_split
+    from blurtrack.models.synth import make_split
 
     root = Path(synth_cfg.get("root", "/tmp/blurtrack-train/synth-train"))
     split = synth_cfg.get("split", "train")
     print(f"synthetic {split} sequences in {root} (rendered if missing)", flush=True)
-    make_split(split, root, n_sequences=int(synth_cfg.get("sequences", 100)), seed=int(synth_cfg.get("seed", 0)),
-               n_frames=int(synth_cfg.get("frames", 60)), images_dir=images_dir)
+    make_split(
+        split,
+        root,
+        n_sequences=int(synth_cfg.get("sequences", 100)),
+        seed=int(synth_cfg.get("seed", 0)),
+        n_frames=int(synth_cfg.get("frames", 60)),
+        images_dir=images_dir,
+    )
     return SequencePairSampler(root, pair_cfg, max_gap=int(synth_cfg.get("max_gap", 40)))
 
 
@@ -245,7 +267,7 @@ def real_sampler(real_cfg: dict, pair_cfg: PairConfig) -> RealClipPairSampler:
     if real_cfg.get("pack"):
         clips = load_pack(Path(real_cfg["pack"]))
     else:
-        from engine.data.synth import shared_dir
+        from blurtrack.models.paths import shared_dir
 
         root = Path(real_cfg.get("root") or shared_dir() / "data" / "real-train")
         clips = [pack_clip(d, every=int(real_cfg.get("every", 2))) for d in split_dirs(root, "train")]
@@ -264,11 +286,11 @@ class TrainingData:
 def build_data(config: dict, seed: int, batch_size: int, target: AnchorTarget) -> TrainingData:
     """The training mix (still-photo pairs, real-clip pairs, synthetic sequences, by the config's
     probabilities) and the held-out batches the checkpoints are scored on."""
-    from engine.data.synth import default_images_dir
+    from blurtrack.models.synth import default_images_dir
 
     images_dir = Path(config["images"]) if config.get("images") else default_images_dir()
     if not images_dir.is_dir():
-        raise SystemExit(f"training images not found at {images_dir}: set \"images\" in the config")
+        raise SystemExit(f'training images not found at {images_dir}: set "images" in the config')
     split = split_images(images_dir)
     pair_cfg = PairConfig.from_dict(config.get("pairs", {}))
     samplers: list = [PairSampler(load_images(split["train"]), pair_cfg)]
@@ -294,10 +316,19 @@ def build_data(config: dict, seed: int, batch_size: int, target: AnchorTarget) -
     if int(synth_cfg.get("dev_sequences", 0)) > 0 and synth_cfg.get("prob", 0) > 0:
         # tracking-style held-out pairs: DEV synthetic sequences, search crop centred where the
         # target was one frame earlier (as the tracker does), no shift or colour augmentation
-        track_sampler = synth_sampler({**synth_cfg, "split": "dev", "root": synth_cfg.get("dev_root", "/tmp/blurtrack-train/synth-dev-train"),
-                                       "sequences": synth_cfg["dev_sequences"], "max_gap": 60},
-                                      PairConfig(track_centre_prob=1.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0,
-                                                 template_scale=0.0, search_scale=0.0), images_dir)
+        track_sampler = synth_sampler(
+            {
+                **synth_cfg,
+                "split": "dev",
+                "root": synth_cfg.get("dev_root", "/tmp/blurtrack-train/synth-dev-train"),
+                "sequences": synth_cfg["dev_sequences"],
+                "max_gap": 60,
+            },
+            PairConfig(
+                track_centre_prob=1.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0, template_scale=0.0, search_scale=0.0
+            ),
+            images_dir,
+        )
         if deblur_bundle:
             track_sampler = DeblurredInput(track_sampler, deblur_bundle)
         track = [make_batch(track_sampler, target, np.random.default_rng([seed, 10**9 + 1, i]), batch_size) for i in range(n_val)]
@@ -362,8 +393,16 @@ def pick_device(config: dict) -> torch.device:
 class Trainer:
     """One training run: the optimisation steps, the schedule and the checkpoints."""
 
-    def __init__(self, config: dict, args: argparse.Namespace, net: SiamRPN, data: TrainingData, target: AnchorTarget,
-                 device: torch.device, seed: int):
+    def __init__(
+        self,
+        config: dict,
+        args: argparse.Namespace,
+        net: SiamRPN,
+        data: TrainingData,
+        target: AnchorTarget,
+        device: torch.device,
+        seed: int,
+    ):
         self.config, self.net, self.data, self.target, self.device, self.seed = config, net, data, target, device, seed
         train_cfg = config.get("train", {})
         self.train_cfg = train_cfg
@@ -399,12 +438,28 @@ class Trainer:
             track = evaluate(self.net, self.data.track_batches, self.target.anchors, self.device)
             metrics.update({f"track_{k}": v for k, v in track.items()})
         set_train_mode(self.net)
-        score = metrics["centre_hit16"] + metrics["mean_iou"] + metrics.get("track_centre_hit16", 0.0) + metrics.get("track_mean_iou", 0.0)
+        score = (
+            metrics["centre_hit16"]
+            + metrics["mean_iou"]
+            + metrics.get("track_centre_hit16", 0.0)
+            + metrics.get("track_mean_iou", 0.0)
+        )
         model = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        payload = dict(model=model, optimizer=self.optimizer.state_dict(), iteration=it, config=self.config, seed=self.seed,
-                       elapsed_s=elapsed, progress=self.progress, metrics=metrics, best=max(self.best, score))
+        payload = dict(
+            model=model,
+            optimizer=self.optimizer.state_dict(),
+            iteration=it,
+            config=self.config,
+            seed=self.seed,
+            elapsed_s=elapsed,
+            progress=self.progress,
+            metrics=metrics,
+            best=max(self.best, score),
+        )
         save_checkpoint(self.out / "last.pt", **payload)
-        save_checkpoint(self.out / f"snapshot_{it:06d}.pt", model=model, iteration=it, config=self.config, seed=self.seed, metrics=metrics)
+        save_checkpoint(
+            self.out / f"snapshot_{it:06d}.pt", model=model, iteration=it, config=self.config, seed=self.seed, metrics=metrics
+        )
         if score > self.best:
             self.best = score
             save_checkpoint(self.out / "best.pt", **payload)
@@ -423,8 +478,15 @@ class Trainer:
         z, x, lab, tgt, wgt = (t.to(self.device, non_blocking=True) for t in batch)
         with self.autocast:
             cls, loc = self.net(z.float(), x.float())
-        lc, ll = rpn_loss(cls.float(), loc.float(), lab, tgt, wgt, float(self.train_cfg.get("loc_lambda", 1.2)),
-                          float(self.train_cfg.get("label_smoothing", 0.0)))
+        lc, ll = rpn_loss(
+            cls.float(),
+            loc.float(),
+            lab,
+            tgt,
+            wgt,
+            float(self.train_cfg.get("loc_lambda", 1.2)),
+            float(self.train_cfg.get("label_smoothing", 0.0)),
+        )
         self.optimizer.zero_grad(set_to_none=True)
         (lc + ll).backward()
         torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], 10.0)
@@ -433,8 +495,14 @@ class Trainer:
 
     def run(self, workers: int) -> int:
         stream = BatchStream(self.data.sampler, self.target, self.seed, self.start_iter, self.total_iters, self.batch_size)
-        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, worker_init_fn=quiet_worker,
-                                             prefetch_factor=4 if workers else None, pin_memory=self.device.type == "cuda")
+        loader = torch.utils.data.DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=workers,
+            worker_init_fn=quiet_worker,
+            prefetch_factor=4 if workers else None,
+            pin_memory=self.device.type == "cuda",
+        )
         started = last_ckpt = time.monotonic()
         set_train_mode(self.net)
         bar = tqdm(total=self.total_iters, initial=self.start_iter, desc="tracker", mininterval=10.0)
@@ -448,8 +516,16 @@ class Trainer:
             bar.set_postfix(cls=f"{smooth['cls']:.3f}", loc=f"{smooth['loc']:.3f}", lr=f"{factor:.2f}", refresh=False)
             now = time.monotonic()
             if it % 50 == 0:
-                log_line(self.log, {"iteration": it, "cls": round(smooth["cls"], 4), "loc": round(smooth["loc"], 4),
-                                    "lr_factor": round(factor, 3), "elapsed_s": round(self.elapsed_before + now - started, 1)})
+                log_line(
+                    self.log,
+                    {
+                        "iteration": it,
+                        "cls": round(smooth["cls"], 4),
+                        "loc": round(smooth["loc"], 4),
+                        "lr_factor": round(factor, 3),
+                        "elapsed_s": round(self.elapsed_before + now - started, 1),
+                    },
+                )
             if now - last_ckpt >= self.ckpt_every:
                 print(f"\niteration {it + 1}: {self.checkpoint(it + 1, self.elapsed_before + now - started)}", flush=True)
                 last_ckpt = time.monotonic()
@@ -481,6 +557,9 @@ def run(config: dict, args: argparse.Namespace) -> int:
     net = build_net(config, args).to(device)
     trainer = Trainer(config, args, net, data, target, device, seed)
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    print(f"{sum(p.numel() for p in net.parameters())} parameters, {trainable} trainable; {trainer.total_iters} iterations "
-          f"of {batch_size} pairs on {device}; train photos {data.photos}", flush=True)
+    print(
+        f"{sum(p.numel() for p in net.parameters())} parameters, {trainable} trainable; {trainer.total_iters} iterations "
+        f"of {batch_size} pairs on {device}; train photos {data.photos}",
+        flush=True,
+    )
     return trainer.run(int(config.get("workers", 0)))

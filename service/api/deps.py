@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from service.errors import WS_UNAUTHORIZED, ApiError, StreamRejected
-from service.state import ServiceState
+from blurtrack.service.errors import WS_UNAUTHORIZED, ApiError, StreamRejected
+from blurtrack.service.state import ServiceState
 
 _bearer = HTTPBearer(auto_error=False, description="the server's API key, when BLURTRACK_API_KEY is set")
 

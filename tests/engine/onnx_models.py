@@ -13,9 +13,7 @@ OPSET = 13
 
 def _conv(inputs: list[str], output: str, kernel: int, *, pads: int = 0, group: int = 1) -> onnx.NodeProto:
     # attributes spelt out as torch exports them
-    return helper.make_node(
-        "Conv", inputs, [output], kernel_shape=[kernel, kernel], strides=[1, 1], pads=[pads] * 4, group=group
-    )
+    return helper.make_node("Conv", inputs, [output], kernel_shape=[kernel, kernel], strides=[1, 1], pads=[pads] * 4, group=group)
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> Path:

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine.anchors import (
+from blurtrack.engine.anchors import (
     base_anchor_sizes,
     decode_boxes,
     encode_boxes,
@@ -13,7 +13,7 @@ from engine.anchors import (
     generate_anchors,
     vote_box,
 )
-from engine.manifest import AnchorConfig
+from blurtrack.engine.manifest import AnchorConfig
 
 
 def test_base_anchor_sizes_hand_computed():

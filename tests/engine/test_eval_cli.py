@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.evaluation.host import host_signature
-from engine.evaluation.otb import read_groundtruth
-from engine.render import render_moving_target
+from blurtrack.engine.otb import read_groundtruth
+from blurtrack.models.evaluation.host import host_signature
+from blurtrack.models.render import render_moving_target
 
 
 def write_otb(root, seq, name, skip=()):
@@ -115,8 +115,18 @@ kind = "opencv"
 """)
     out = tmp_path / "bench"
     result = blurtrack(
-        "bench", "--config", config, "--out", out, "--backend", "onnxruntime", "--cache-dir", tmp_path / "cache",
-        "--no-peer-setup", "--markdown", tmp_path / "BENCH.md",
+        "bench",
+        "--config",
+        config,
+        "--out",
+        out,
+        "--backend",
+        "onnxruntime",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--no-peer-setup",
+        "--markdown",
+        tmp_path / "BENCH.md",
     )
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "results.json").read_text())
@@ -137,9 +147,9 @@ kind = "opencv"
 
 
 def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, test_bundle):
-    from engine.evaluation.otb import find_sequences
-    from engine.evaluation.tuning import settings_grid, tune
-    from engine.pipeline import Pipeline
+    from blurtrack.engine.otb import find_sequences
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.models.evaluation.tuning import settings_grid, tune
 
     pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
     grid = settings_grid({"window_influence": [1.0, 0.3], "penalty_k": [0.0]})
@@ -155,9 +165,9 @@ def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, 
 
 
 def test_tuning_the_deblur_gate_changes_only_that_trackers_gate(dataset, test_bundle):
-    from engine.evaluation.otb import find_sequences
-    from engine.evaluation.tuning import tune
-    from engine.pipeline import Pipeline
+    from blurtrack.engine.otb import find_sequences
+    from blurtrack.engine.pipeline import Pipeline
+    from blurtrack.models.evaluation.tuning import tune
 
     pipeline = Pipeline.from_bundle(test_bundle, backend="onnxruntime", threads=1)
     sequences = find_sequences(dataset)
@@ -179,10 +189,34 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     out = tmp_path / "tune.json"
 
     def tune_small(window: str, *extra):
-        # two short DEV sequences, one penalty and lr; --apply writes into the copied bundle
-        return blurtrack("tune", "--bundle", bundle, "--backend", "onnxruntime", "--threads", 1, "--sequences", 2, "--frames", 8,
-                         "--penalty-k", "0.1", "--window-influence", window, "--lr", "0.5", *extra,
-                         "--cache-dir", tmp_path / "cache", "--out", out, "--apply")
+        # two short synthetic DEV sequences, one penalty and lr; --apply writes into the copied bundle
+        return blurtrack(
+            "tune",
+            "--bundle",
+            bundle,
+            "--split",
+            "dev",
+            "--backend",
+            "onnxruntime",
+            "--threads",
+            1,
+            "--sequences",
+            2,
+            "--frames",
+            8,
+            "--penalty-k",
+            "0.1",
+            "--window-influence",
+            window,
+            "--lr",
+            "0.5",
+            *extra,
+            "--cache-dir",
+            tmp_path / "cache",
+            "--out",
+            out,
+            "--apply",
+        )
 
     result = tune_small("0.3,1")
     assert result.returncode == 0, result.stderr

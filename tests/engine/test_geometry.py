@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import InvalidBoxError
-from engine.geometry import Box, context_size, crop_square, crop_to_frame, damp_aspect_change, iou, parse_box
+from blurtrack.engine.errors import InvalidBoxError
+from blurtrack.engine.geometry import Box, context_size, crop_square, crop_to_frame, damp_aspect_change, iou, parse_box
 
 
 def test_context_size_hand_computed():
@@ -101,7 +101,7 @@ def test_iou_hand_computed():
 def test_preprocess_to_image_inverts_to_input(pixels, color, mean, std):
     """The crop the tracker shows (`keep_crops`) and the deblurred training crops both come back
     through Preprocess.to_image: it must undo to_input for every colour order and normalisation."""
-    from engine.manifest import Preprocess
+    from blurtrack.engine.manifest import Preprocess
 
     crop = np.frombuffer(pixels, np.uint8).reshape(4, 5, 3)
     pre = Preprocess(color=color, mean=mean, std=std)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluation.host import SIMD_FLAGS, host_signature, machine
+from blurtrack.models.evaluation.host import SIMD_FLAGS, host_signature, machine
 
 
 def test_the_signature_names_this_cpu_and_the_simd_sets_it_has():

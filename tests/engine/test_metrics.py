@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.evaluation import metrics
-from engine.evaluation.metrics import FrameScores, score_sequence
+from blurtrack.models.evaluation import metrics
+from blurtrack.models.evaluation.metrics import FrameScores, score_sequence
 
 
 def test_center_error_is_euclidean_distance_of_box_centres():
@@ -41,14 +41,16 @@ def test_precision_threshold_is_inclusive_and_success_threshold_strict():
 
 
 def test_first_frame_and_absent_ground_truth_are_not_scored():
-    gt = np.array([
-        [10, 10, 20, 20],  # first frame: initialisation, never scored
-        [10, 10, 20, 20],
-        [0, 0, 0, 0],  # absent: w = h = 0
-        [5, 5, 0, 10],  # absent: w = 0
-        [np.nan] * 4,  # absent: no line
-        [12, 10, 20, 20],
-    ])
+    gt = np.array(
+        [
+            [10, 10, 20, 20],  # first frame: initialisation, never scored
+            [10, 10, 20, 20],
+            [0, 0, 0, 0],  # absent: w = h = 0
+            [5, 5, 0, 10],  # absent: w = 0
+            [np.nan] * 4,  # absent: no line
+            [12, 10, 20, 20],
+        ]
+    )
     pred = [(100, 100, 5, 5), (10, 10, 20, 20), (1, 1, 1, 1), (1, 1, 1, 1), (1, 1, 1, 1), (10, 10, 20, 20)]
     scores = score_sequence(pred, gt)
     assert scores.frames == 2

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.modelstats import network_stats
+from blurtrack.engine.modelstats import network_stats
 
 
 def test_counts_depthwise_conv_by_hand(test_bundle):

@@ -17,19 +17,15 @@ import numpy as np
 import pytest
 
 from blurtrack.cli import main as cli_main
-from engine.errors import BackendUnavailableError, BlurtrackError, ModelNotFoundError
-from engine.manifest import Bundle, Manifest, NetworkSpec, TensorSpec, load_bundle
-from engine.runtime import get_backend
-from engine.runtime.mslite import (
-    MindSporeLiteBackend,
-    _match_names,
-    convert_bundle,
-    convert_model,
-    names_file,
-    runtime_status,
-)
-from engine.runtime.mslite_setup import default_home, package_dir, setup_runtime
-from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from blurtrack.engine.errors import BackendUnavailableError, BlurtrackError, ModelNotFoundError
+from blurtrack.engine.manifest import Bundle, Manifest, NetworkSpec, TensorSpec, load_bundle
+from blurtrack.engine.runtime import get_backend
+from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend, names_file
+from blurtrack.engine.runtime.mslite.convert import convert_bundle, convert_model
+from blurtrack.engine.runtime.mslite.detect import runtime_status
+from blurtrack.engine.runtime.mslite.graph import match_names as _match_names
+from blurtrack.engine.runtime.mslite.install import default_home, package_dir, setup_runtime
+from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from tests.engine.onnx_models import make_conv_net, make_siamese_net
 
 # Float32 with different kernels (MindSpore Lite may use Winograd, ORT im2col/GEMM): outputs agree
@@ -69,7 +65,8 @@ def test_conv_net_matches_onnxruntime(tmp_path, ms_backend, ort_backend):
 # Runs in a fresh interpreter, so no earlier test has loaded the libraries into this thread first.
 _FLOAT_MODES_SCRIPT = """
 import sys, threading
-from engine.runtime.mslite import MindSporeLiteBackend, denormal_modes
+from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
+from blurtrack.engine.runtime.mslite.binding import denormal_modes
 import numpy as np
 before = denormal_modes()
 session = MindSporeLiteBackend(threads=2).load(sys.argv[1])
@@ -310,7 +307,7 @@ class _StandInLite:
 
 
 def test_official_package_model_is_not_left_with_its_warm_up_weights(tmp_path):
-    from engine.runtime.mslite import _OfficialModel
+    from blurtrack.engine.runtime.mslite.official import OfficialModel as _OfficialModel
 
     model = _OfficialModel(_StandInLite, tmp_path / "net.ms", threads=1)
     assert model.inputs == [("image", (1, 4)), ("weight", (1, 4))] and model.outputs == [("out", (1, 4))]

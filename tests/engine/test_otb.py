@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.evaluation.otb import (
+from blurtrack.engine.otb import (
     DatasetError,
     MissingFrameError,
     find_sequences,
@@ -117,7 +117,7 @@ def test_unreadable_image_raises_missing_frame_error(tmp_path):
 def test_absent_first_box_is_an_error(tmp_path):
     seq = load_sequence(make_sequence(tmp_path / "b", 2, "0,0,0,0\n1,2,30,40\n"))
     with pytest.raises(DatasetError, match="first line"):
-        seq.init_box
+        seq.init_box  # noqa: B018 - reading the property is what raises
 
 
 def test_find_sequences_top_level_nested_and_single(tmp_path):

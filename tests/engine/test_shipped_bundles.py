@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.evaluation.metrics import ious
-from engine.evaluation.otb import find_sequences
-from engine.geometry import context_size, crop_square
-from engine.manifest import load_bundle
-from engine.pipeline import Pipeline
-from engine.runtime.mslite import MindSporeLiteBackend
-from engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from engine.settings import get_engine_settings
+from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.engine.manifest import load_bundle
+from blurtrack.engine.otb import find_sequences
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
+from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from blurtrack.engine.settings import get_engine_settings
+from blurtrack.models.evaluation.metrics import ious
 
 SHIPPED = ["blurtrack-effnet-eca", "blurtrack-effnet-noeca", "blurtrack-alexnet"]
 # Whole networks, float32, different kernels per runtime: outputs agree to about 1e-5 of their

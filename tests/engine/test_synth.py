@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.data import synth
+from blurtrack.engine.deblur import blur_score
+from blurtrack.models import synth
 
 
 def textured_image(seed: int, h: int = 300, w: int = 420) -> np.ndarray:
@@ -95,8 +96,8 @@ def test_blur_smears_the_frames(images):
     """Averaging sub-frames lowers sharpness compared with the sharp middle sub-frame."""
     seq = synth.render_sequence(images, seed=11, n_frames=10, return_sharp=True, speed_scale=2.0)
     assert max(seq.meta["smear_px"]) > 10
-    blurred = [synth.laplacian_variance(f) for f in seq.frames]
-    sharp = [synth.laplacian_variance(f) for f in seq.sharp_frames]
+    blurred = [blur_score(f) for f in seq.frames]
+    sharp = [blur_score(f) for f in seq.sharp_frames]
     assert np.mean(blurred) < 0.8 * np.mean(sharp)
 
 
@@ -119,7 +120,7 @@ def test_blur_pair_shapes_determinism_and_blur():
     drops = []
     for _ in range(20):
         b, s = synth.blur_pair(image, rng)
-        drops.append(synth.laplacian_variance(b) < synth.laplacian_variance(s))
+        drops.append(blur_score(b) < blur_score(s))
     assert sum(drops) >= 14  # a few pairs are meant to be (almost) unblurred
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,9 +24,27 @@ def test_track_writes_boxes_and_playable_videos(test_bundle, tmp_path):
     x, y, w, h = seq.boxes[0]
     boxes, out = tmp_path / "boxes.csv", tmp_path / "annotated.mp4"
     subprocess.run(
-        [sys.executable, "-m", "blurtrack", "track", str(video), "--box", f"{x},{y},{w},{h}", "--bundle", str(test_bundle),
-         "--backend", "onnxruntime", "--boxes", str(boxes), "--out", str(out), "--show-deblur"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "track",
+            str(video),
+            "--box",
+            f"{x},{y},{w},{h}",
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+            "--boxes",
+            str(boxes),
+            "--out",
+            str(out),
+            "--show-deblur",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     rows = list(csv.DictReader(boxes.open()))
     assert len(rows) == len(seq.frames)
@@ -46,8 +64,21 @@ def test_track_writes_boxes_and_playable_videos(test_bundle, tmp_path):
 
 def test_track_rejects_missing_video(test_bundle, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "blurtrack", "track", str(tmp_path / "nope.mp4"), "--box", "1,1,5,5", "--bundle", str(test_bundle), "--backend", "onnxruntime"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "track",
+            str(tmp_path / "nope.mp4"),
+            "--box",
+            "1,1,5,5",
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "not a camera index, an image folder or a video file" in result.stderr
@@ -69,9 +100,23 @@ def test_track_takes_a_sequence_folder_and_writes_the_csv_beside_it(test_bundle,
     elsewhere.mkdir()
     x, y, w, h = seq.boxes[0]
     result = subprocess.run(
-        [sys.executable, "-m", "blurtrack", "track", str(tmp_path / "data" / "Jumping"), "--box", f"{x},{y},{w},{h}",
-         "--bundle", str(test_bundle), "--backend", "onnxruntime"],
-        capture_output=True, text=True, cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "track",
+            str(tmp_path / "data" / "Jumping"),
+            "--box",
+            f"{x},{y},{w},{h}",
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr
     csv_path = tmp_path / "data" / "Jumping.boxes.csv"
@@ -84,8 +129,21 @@ def test_track_takes_a_sequence_folder_and_writes_the_csv_beside_it(test_bundle,
 def test_track_says_when_a_folder_has_no_images(test_bundle, tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "blurtrack", "track", str(tmp_path / "empty"), "--box", "1,1,5,5", "--bundle", str(test_bundle), "--backend", "onnxruntime"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "track",
+            str(tmp_path / "empty"),
+            "--box",
+            "1,1,5,5",
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "no images" in result.stderr and "img" in result.stderr
@@ -93,7 +151,7 @@ def test_track_says_when_a_folder_has_no_images(test_bundle, tmp_path):
 
 def test_the_label_is_drawn_once_in_one_box():
     """The label was drawn twice (a thick black copy under a thin one) and the copies did not line up."""
-    from clients.drawing import LABEL_FONT, LABEL_SCALE, LABEL_X, LABEL_Y, draw_box
+    from blurtrack.clients.drawing import LABEL_FONT, LABEL_SCALE, LABEL_X, LABEL_Y, draw_box
 
     frame = np.full((240, 320, 3), 120, np.uint8)
     label = "#12 tracking score 0.93 4.1 ms"
@@ -109,9 +167,21 @@ def test_track_refuses_a_box_of_a_fraction_of_a_pixel(test_bundle, tmp_path):
     """A 1e-300 box crashed the crop with ZeroDivisionError (a 500 in the service)."""
     _write_sequence(tmp_path / "seq", n=2)
     result = subprocess.run(
-        [sys.executable, "-m", "blurtrack", "track", str(tmp_path / "seq"), "--box", "10,10,1e-300,1e-300",
-         "--bundle", str(test_bundle), "--backend", "onnxruntime"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "track",
+            str(tmp_path / "seq"),
+            "--box",
+            "10,10,1e-300,1e-300",
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2, result.stderr
     assert "at least 1 pixel" in result.stderr and "Traceback" not in result.stderr

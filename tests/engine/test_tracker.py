@@ -7,13 +7,19 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.errors import BackendUnavailableError, InvalidBoxError, InvalidFrameError, ModelNotFoundError, NotInitializedError
-from engine.frames import as_bgr, decode_image
-from engine.geometry import Box, iou
-from engine.manifest import load_bundle
-from engine.pipeline import Pipeline
-from engine.render import render_moving_target
-from engine.runtime import get_backend
+from blurtrack.engine.errors import (
+    BackendUnavailableError,
+    InvalidBoxError,
+    InvalidFrameError,
+    ModelNotFoundError,
+    NotInitializedError,
+)
+from blurtrack.engine.frames import as_bgr, decode_image
+from blurtrack.engine.geometry import Box, iou
+from blurtrack.engine.manifest import load_bundle
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.engine.runtime import get_backend
+from blurtrack.models.render import render_moving_target
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +28,9 @@ def pipeline(test_bundle):
 
 
 @pytest.fixture(scope="module")
-def mslite_pipeline(test_bundle, tmp_path_factory):
-    from engine.runtime.mslite import convert_bundle
-    from engine.runtime.mslite_setup import setup_runtime
+def mslite_pipeline(test_bundle, tmp_path_factory, mslite_runtime):
+    from blurtrack.engine.runtime.mslite.convert import convert_bundle
 
-    setup_runtime()  # idempotent; CI has run `blurtrack setup mslite` already
     bundle = tmp_path_factory.mktemp("ms") / "bundle"
     shutil.copytree(test_bundle, bundle)
     convert_bundle(load_bundle(bundle))

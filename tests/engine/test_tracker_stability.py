@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.deblur import blur_score
-from engine.evaluation.metrics import center_errors
-from engine.evaluation.otb import load_sequence, reencode_sequence
-from engine.evaluation.runner import evaluate, run_sequence
-from engine.evaluation.splits import split_dirs
-from engine.geometry import context_size, crop_square
-from engine.pipeline import Pipeline
+from blurtrack.engine.deblur import blur_score
+from blurtrack.engine.geometry import context_size, crop_square
+from blurtrack.engine.otb import load_sequence, reencode_sequence
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.models.evaluation.metrics import center_errors
+from blurtrack.models.evaluation.runner import evaluate, run_sequence
+from blurtrack.models.evaluation.splits import split_dirs
 
 BUNDLE = "blurtrack-effnet-eca"
 
@@ -42,8 +42,10 @@ def test_the_blur_score_barely_moves_under_jpeg_compression(select_clip):
 
 def test_mindspore_lite_and_onnx_runtime_follow_the_same_path(shared, mslite_runtime):
     for seq in (load_sequence(d) for d in split_dirs(shared / "data" / "real-train", "select")):
-        runs = [run_sequence(Pipeline.from_bundle(BUNDLE, backend=backend, threads=1).new_tracker(), seq)
-                for backend in ("mslite", "onnxruntime")]
+        runs = [
+            run_sequence(Pipeline.from_bundle(BUNDLE, backend=backend, threads=1).new_tracker(), seq)
+            for backend in ("mslite", "onnxruntime")
+        ]
         distance = center_errors(*(np.asarray(r.boxes, dtype=np.float64) for r in runs))
         assert np.mean(distance) < 2.0, f"{seq.name}: runtimes drift apart, mean centre distance {np.mean(distance):.2f} px"
 
@@ -52,6 +54,8 @@ def test_tracking_jpeg_q80_frames_scores_as_the_original_files(shared, tmp_path)
     originals = [load_sequence(d) for d in split_dirs(shared / "data" / "real-train", "select")]
     compressed = [reencode_sequence(seq, tmp_path, 80) for seq in originals]
     pipeline = Pipeline.from_bundle(BUNDLE, backend="onnxruntime", threads=1)
-    summaries = [evaluate([run_sequence(pipeline.new_tracker(), s) for s in clips], clips)["pooled"] for clips in (originals, compressed)]
+    summaries = [
+        evaluate([run_sequence(pipeline.new_tracker(), s) for s in clips], clips)["pooled"] for clips in (originals, compressed)
+    ]
     for metric in ("precision@15", "success@0.6"):
         assert abs(summaries[0][metric] - summaries[1][metric]) <= 0.02, (metric, summaries)

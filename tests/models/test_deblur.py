@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is the optional [train] extra; install it to test the training code")
 
-from models.deblur import mobilenetv2  # noqa: E402
-from models.deblur.data import psnr  # noqa: E402
-from models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss, count_flops  # noqa: E402
+from blurtrack.models.deblur import mobilenetv2  # noqa: E402
+from blurtrack.models.deblur.data import psnr  # noqa: E402
+from blurtrack.models.deblur.net import FPNDeblur, PatchDiscriminator, PerceptualLoss, count_flops  # noqa: E402
 
 HAS_WEIGHTS = importlib.util.find_spec(mobilenetv2.WEIGHTS_PACKAGE) is not None
 needs_weights = pytest.mark.skipif(
@@ -82,12 +82,18 @@ def test_training_steps_lower_the_loss():
     opt = torch.optim.Adam(g.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
     blocks = torch.from_numpy(rng.uniform(20, 200, (2, 3, 8, 8)).astype(np.float32))
-    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.interpolate(blocks, size=(64, 64)), 5, 1, 2, count_include_pad=False)
+    blurred = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.interpolate(blocks, size=(64, 64)), 5, 1, 2, count_include_pad=False
+    )
     target = blurred + 20.0
     losses = []
     for _ in range(20):
         out = g(blurred)
-        loss = torch.nn.functional.l1_loss(out, target) / 255 + 0.05 * perceptual(out, target) + 0.002 * ((disc(out) - 1) ** 2).mean()
+        loss = (
+            torch.nn.functional.l1_loss(out, target) / 255
+            + 0.05 * perceptual(out, target)
+            + 0.002 * ((disc(out) - 1) ** 2).mean()
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -99,7 +105,7 @@ def test_training_steps_lower_the_loss():
 
 def test_onnx_export_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime is needed to check the export")
-    from models.deblur.export import INPUT_NAME, OUTPUT_NAME, export_onnx, ort_session
+    from blurtrack.models.deblur.export import INPUT_NAME, OUTPUT_NAME, export_onnx, ort_session
 
     g = perturbed_generator()
     path = export_onnx(g, tmp_path / "deblur.onnx")
@@ -128,8 +134,8 @@ def test_psnr():
 def test_init_from_exported_onnx_restores_the_function(tmp_path):
     """--init deblur.onnx: fused Conv+BN weights go back into the model with the same output."""
     pytest.importorskip("onnx", reason="onnx is needed to read an exported model")
-    from models.deblur.export import export_onnx
-    from models.deblur.train import load_init
+    from blurtrack.models.deblur.export import export_onnx
+    from blurtrack.models.deblur.train import load_init
 
     g = perturbed_generator()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so the fusion really matters
@@ -148,15 +154,31 @@ def test_init_from_exported_onnx_restores_the_function(tmp_path):
 
 @needs_weights
 def test_the_one_training_command_fine_tunes_the_deblurrer_with_a_seed(shared, tmp_path, capsys):
-    """`python -m models.train --config models/configs/deblur.json` reaches the deblur trainer
+    """`python -m blurtrack.models.train --config models/configs/deblur.json` reaches the deblur trainer
     (the config's task), forwarding --init, --seed and --set: two steps from the shipped
     deblurrer leave a resumable checkpoint and one validation record per epoch (on ../shared photos)."""
-    from models.train import main
+    from blurtrack.models.train import main
 
     out = tmp_path / "deblur"
     shipped = "models/weights/blurtrack-effnet-eca/deblur.onnx"
-    argv = ["--config", "models/configs/deblur.json", "--out", str(out), "--init", shipped, "--seed", "5",
-            "--set", "total_steps=2", "--set", "steps_per_epoch=1", "--set", "val.pairs=2", "--set", "crops.probs=[0, 1]"]
+    argv = [
+        "--config",
+        "models/configs/deblur.json",
+        "--out",
+        str(out),
+        "--init",
+        shipped,
+        "--seed",
+        "5",
+        "--set",
+        "total_steps=2",
+        "--set",
+        "steps_per_epoch=1",
+        "--set",
+        "val.pairs=2",
+        "--set",
+        "crops.probs=[0, 1]",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "init:" in printed and "convolutions from ONNX" in printed

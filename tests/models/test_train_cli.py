@@ -1,13 +1,12 @@
-"""`python -m models.train` option handling (no torch needed)."""
+"""`python -m blurtrack.models.train` option handling (no torch needed)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from models.train import apply_overrides, main
+from blurtrack.models.train import apply_overrides, main
 
 
 def test_set_overrides_nested_entries_with_json_values():
@@ -30,4 +29,3 @@ def test_the_command_reports_a_bad_override_and_exits_2(tmp_path, capsys):
     config.write_text(json.dumps({"task": "tracker", "name": "x"}))
     assert main(["--config", str(config), "--out", str(tmp_path / "out"), "--set", "train.lr"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
-

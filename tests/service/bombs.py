@@ -78,5 +78,16 @@ def bomb_headers(width: int = SIDE, height: int = SIDE) -> dict[str, bytes]:
     jpeg = bytearray(cv2.imencode(".jpg", small)[1].tobytes())
     sof = jpeg.index(b"\xff\xc0")
     jpeg[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    webp = b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00" + bytes(4) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-    return {"png": bytes(png), "jpeg": bytes(jpeg), "webp": webp, "bmp": bmp_bomb(width, height), "tiff": _encoded(".tiff", [], 8, 8)}
+    webp = (
+        b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00"
+        + bytes(4)
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
+    return {
+        "png": bytes(png),
+        "jpeg": bytes(jpeg),
+        "webp": webp,
+        "bmp": bmp_bomb(width, height),
+        "tiff": _encoded(".tiff", [], 8, 8),
+    }

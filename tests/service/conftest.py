@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import websockets
 
-from engine.render import render_moving_target
-from service.config import ServiceSettings
-from service.server import BackgroundServer
+from blurtrack.models.render import render_moving_target
+from blurtrack.service.config import ServiceSettings
+from blurtrack.service.server import BackgroundServer
 
 
 @dataclass
-class Sequence:
+class JpegSequence:
     jpegs: list[bytes]
     boxes: np.ndarray  # ground truth x, y, w, h per frame
 
@@ -30,15 +30,15 @@ class Sequence:
         return ",".join(f"{v:g}" for v in self.boxes[0])
 
 
-def render_sequence(seed: int = 0, n_frames: int = 8, step: tuple[float, float] = (4.0, 2.0), start=None) -> Sequence:
+def render_sequence(seed: int = 0, n_frames: int = 8, step: tuple[float, float] = (4.0, 2.0), start=None) -> JpegSequence:
     """A bright textured square moving over a dark noisy background, 320x240, JPEG-encoded."""
     seq = render_moving_target(n_frames, size=(320, 240), target=(40, 40), step=step, start=start, seed=seed)
     jpegs = [cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for frame in seq.frames]
-    return Sequence(jpegs, seq.boxes)
+    return JpegSequence(jpegs, seq.boxes)
 
 
 @pytest.fixture(scope="session")
-def sequence() -> Sequence:
+def sequence() -> JpegSequence:
     return render_sequence(seed=3, n_frames=10, step=(5.0, 3.0))
 
 
@@ -77,14 +77,16 @@ def open_session(server: BackgroundServer, jpeg: bytes, box: str, *, headers=Non
     )
 
 
-def new_session(server: BackgroundServer, seq: Sequence, **kwargs) -> str:
+def new_session(server: BackgroundServer, seq: JpegSequence, **kwargs) -> str:
     response = open_session(server, seq.jpegs[0], seq.first_box, **kwargs)
     assert response.status_code == 201, response.text
     return response.json()["session_id"]
 
 
 def ws_connect(server: BackgroundServer, session_id: str, query: str = "", headers=None):
-    return websockets.connect(f"{server.ws_url}/v1/sessions/{session_id}/stream{query}", additional_headers=headers, open_timeout=30)
+    return websockets.connect(
+        f"{server.ws_url}/v1/sessions/{session_id}/stream{query}", additional_headers=headers, open_timeout=30
+    )
 
 
 async def recv_json(ws, timeout: float = 30.0) -> dict:

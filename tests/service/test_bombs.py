@@ -5,7 +5,6 @@ process under four concurrent bombs of each format stays within a few MB of wher
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.image_header import read_header
+from blurtrack.service.image_header import read_header
 
 from .bombs import SIDE, bombs
 from .conftest import new_session, open_session, recv_json, ws_connect
@@ -82,9 +81,27 @@ def test_bombs_cost_a_serve_process_no_memory(test_bundle, bomb_files):
     16000x16000 pixels; peak RSS of the server process must grow by less than 300 MB."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "blurtrack", "serve", "--port", str(port), "--bundle", str(test_bundle),
-         "--backend", "onnxruntime", "--workers", "4", "--threads", "1", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "serve",
+            "--port",
+            str(port),
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+            "--workers",
+            "4",
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -139,7 +156,9 @@ def test_bombs_on_the_stream_get_errors_and_the_stream_goes_on(server, sequence,
 
     replies = asyncio.run(stream())
     codes = [(r["type"], r.get("code"), r["seq"]) for r in replies]
-    expected = [("error", "unsupported_format" if fmt == "tiff" else "frame_too_large", i + 1) for i, fmt in enumerate(bomb_files)]
+    expected = [
+        ("error", "unsupported_format" if fmt == "tiff" else "frame_too_large", i + 1) for i, fmt in enumerate(bomb_files)
+    ]
     assert codes == [*expected, ("result", None, len(bomb_files) + 1)]
 
 
@@ -154,7 +173,11 @@ def _many_segments_jpeg() -> bytes:
     [
         (_many_segments_jpeg(), 400, "invalid_frame"),  # a slow header scan on the event loop: refused
         # a WebP that only declares its 16000x16000 canvas: refused on the header, not "could not decode"
-        (b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00" + (15999).to_bytes(3, "little") * 2, 413, "frame_too_large"),
+        (
+            b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00" + (15999).to_bytes(3, "little") * 2,
+            413,
+            "frame_too_large",
+        ),
         (b"GIF89a" + bytes(20), 415, "unsupported_format"),
         (b"II*\x00" + bytes(20), 415, "unsupported_format"),
         (b"not an image at all", 400, "invalid_frame"),

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from clients.cli import main as client_main
-from clients.client import BlurtrackClient, Result, ServerError
-from engine.geometry import Box, iou
-from engine.render import render_moving_target
+from blurtrack.clients.cli import main as client_main
+from blurtrack.clients.client import BlurtrackClient, Result, ServerError
+from blurtrack.engine.geometry import Box, iou
+from blurtrack.models.render import render_moving_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,8 +92,23 @@ def test_cli_says_when_the_server_is_unreachable(image_dir, capsys):
 def test_example_runs(server, frames, image_dir):
     box = ",".join(f"{v:g}" for v in frames[1][0])
     done = subprocess.run(
-        [sys.executable, "-m", "clients.example", str(image_dir), "--box", box, "--server", server.url, "--max-frames", "6"],
-        cwd=REPO, check=False, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack.clients.example",
+            str(image_dir),
+            "--box",
+            box,
+            "--server",
+            server.url,
+            "--max-frames",
+            "6",
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("tracking") == 5
@@ -102,8 +117,8 @@ def test_example_runs(server, frames, image_dir):
 def test_cli_sends_a_jpeg_files_own_bytes(image_dir):
     """The client decoded every JPEG of a folder and re-encoded it at quality 90: the camera's
     bytes are sent as they are now (the server takes JPEG/PNG)."""
-    from clients.client import encode_frame
-    from clients.sources import open_source
+    from blurtrack.clients.client import encode_frame
+    from blurtrack.clients.sources import open_source
 
     files = sorted(image_dir.glob("*.jpg"))
     frames = list(open_source(str(image_dir), encoded=True).frames)

@@ -11,14 +11,12 @@ import json
 import math
 import threading
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.geometry import Box, iou
+from blurtrack.engine.geometry import Box, iou
 
 from .bombs import bomb_headers
 from .conftest import render_sequence, ws_connect
@@ -110,7 +108,7 @@ class Bystander(threading.Thread):
     def run(self) -> None:
         try:
             asyncio.run(self._stream())
-        except Exception as exc:  # noqa: BLE001 - reported by the test
+        except Exception as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
 
     async def _stream(self) -> None:
@@ -173,7 +171,10 @@ def test_fuzz_session_requests(fuzz_server, frame, box, options):
 @pytest.fixture(scope="module")
 def victim(fuzz_server):
     response = httpx.post(
-        f"{fuzz_server.url}/v1/sessions", files={"frame": ("f.jpg", GOOD.jpegs[0], "image/jpeg")}, data={"box": GOOD.first_box}, timeout=60
+        f"{fuzz_server.url}/v1/sessions",
+        files={"frame": ("f.jpg", GOOD.jpegs[0], "image/jpeg")},
+        data={"box": GOOD.first_box},
+        timeout=60,
     )
     return response.json()["session_id"]
 
@@ -221,5 +222,7 @@ def test_fuzz_other_routes(fuzz_server, victim):
         ("GET", f"/v1/sessions/{victim}/preview.jpg", None),
     ]
     for method, path, body in calls:
-        response = httpx.request(method, f"{fuzz_server.url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
+        response = httpx.request(
+            method, f"{fuzz_server.url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30
+        )
         _check_error(response)

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from engine.render import render_moving_target
+from blurtrack.models.render import render_moving_target
 
 from .conftest import new_session, recv_json, render_sequence, ws_connect
 
@@ -131,7 +131,8 @@ def test_preview_on_gives_a_downscaled_jpeg_of_a_processed_frame(live_server, se
     sent = cv2.imdecode(np.frombuffer(sequence.jpegs[latest["seq"]], np.uint8), cv2.IMREAD_COLOR)
     shrunk = cv2.resize(sent, (160, 120), interpolation=cv2.INTER_AREA).astype(float)
     other = cv2.resize(
-        cv2.imdecode(np.frombuffer(sequence.jpegs[latest["seq"] + 3], np.uint8), cv2.IMREAD_COLOR), (160, 120),
+        cv2.imdecode(np.frombuffer(sequence.jpegs[latest["seq"] + 3], np.uint8), cv2.IMREAD_COLOR),
+        (160, 120),
         interpolation=cv2.INTER_AREA,
     ).astype(float)
     assert np.abs(decoded - shrunk).mean() < 0.5 * np.abs(decoded - other).mean()
@@ -245,7 +246,7 @@ def test_demo_sequence_runs_through_a_session(live_server, demo_dir):
     assert created.status_code == 201, created.text
     results = stream_keep_session(live_server, created.json()["session_id"], frames[1:])
     gt = np.loadtxt(demo_dir / "square" / "groundtruth_rect.txt", delimiter=",")
-    from engine.geometry import Box, iou
+    from blurtrack.engine.geometry import Box, iou
 
     assert min(iou(Box(*r["box"]), Box(*gt[r["seq"]])) for r in results) > 0.5
 
@@ -259,8 +260,13 @@ def test_page_and_static_files_are_served(live_server):
     assert "/static/app.js" in page.text and "/static/style.css" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     paths = httpx.get(f"{live_server.url}/openapi.json").json()["paths"]
-    for path in ("/v1/sessions/{session_id}/preview", "/v1/sessions/{session_id}/preview.jpg", "/v1/sessions/{session_id}/history",
-                 "/v1/demo/sequences", "/v1/demo/sequences/{name}/frames/{index}"):
+    for path in (
+        "/v1/sessions/{session_id}/preview",
+        "/v1/sessions/{session_id}/preview.jpg",
+        "/v1/sessions/{session_id}/history",
+        "/v1/demo/sequences",
+        "/v1/demo/sequences/{name}/frames/{index}",
+    ):
         assert path in paths, f"{path} is missing from the OpenAPI schema"
     assert "/" not in paths  # the page is not an API route
     for path, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
@@ -333,9 +339,22 @@ async def _one_frame(server, session_id: str, query: str, jpeg: bytes) -> dict:
 
 def test_serve_refuses_a_demo_dir_without_sequences(tmp_path, test_bundle):
     done = subprocess.run(
-        [sys.executable, "-m", "blurtrack", "serve", "--bundle", str(test_bundle), "--backend", "onnxruntime",
-         "--demo-dir", str(tmp_path)],
-        check=False, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "serve",
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+            "--demo-dir",
+            str(tmp_path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "no OTB sequences" in done.stderr and "groundtruth_rect.txt" in done.stderr, done.stderr

@@ -14,16 +14,22 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from engine.geometry import Box, iou
-from engine.render import render_moving_target
+from blurtrack.engine.geometry import Box, iou
+from blurtrack.models.render import render_moving_target
 
-from .conftest import Sequence, new_session
+from .conftest import JpegSequence, new_session
 from .test_live_api import wait_for_preview_of, write_otb_sequence
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 if not CHROMIUM.exists():
     pytest.skip(
@@ -106,7 +112,9 @@ def check_box_drawn(image: np.ndarray, box_px: tuple[float, float, float, float]
 
 
 def element_rect(page, selector: str) -> dict:
-    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; }")
+    return page.eval_on_selector(
+        selector, "e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; }"
+    )
 
 
 def test_demo_in_the_browser_with_the_api_key(start_server, demo_dir, page, tmp_path):
@@ -192,7 +200,7 @@ def test_page_without_key_or_demo_watches_a_robot_session(start_server, page, tm
         # tracker ends up lost; the page picks the session up and shows it
         rendered = render_moving_target(40, size=(320, 240), target=(40, 40), step=(3.0, 2.0), seed=50, leave_after=20)
         jpegs = [cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for frame in rendered.frames]
-        session_id = new_session(server, Sequence(jpegs, rendered.boxes))
+        session_id = new_session(server, JpegSequence(jpegs, rendered.boxes))
         wait_until(page, "(sid) => window.blurtrackView.session === sid", arg=session_id, timeout_s=20)
         # (Playwright's sync API runs an event loop in this thread: the robot uses the sync client)
         with connect(f"{server.ws_url}/v1/sessions/{session_id}/stream", open_timeout=30) as ws:
@@ -203,7 +211,9 @@ def test_page_without_key_or_demo_watches_a_robot_session(start_server, page, tm
         latest = wait_for_preview_of(server, session_id, seq=len(jpegs) - 1)["latest"]
         assert latest["state"] == "lost"
         wait_until(page, "(seq) => window.blurtrackView.seq === seq", arg=latest["seq"], timeout_s=20)
-        wait_until(page, "(sid) => document.querySelector(`tr[data-session='${sid}'] td.state`)?.textContent === 'lost'", arg=session_id)
+        wait_until(
+            page, "(sid) => document.querySelector(`tr[data-session='${sid}'] td.state`)?.textContent === 'lost'", arg=session_id
+        )
         shot = tmp_path / "live-view-robot-lost.png"
         page.screenshot(path=str(shot))
         image = cv2.imread(str(shot), cv2.IMREAD_COLOR)

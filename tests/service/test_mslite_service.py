@@ -8,9 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.frames import decode_image
-from engine.pipeline import Pipeline
-from engine.runtime.mslite import convert_bundle, runtime_status
+from blurtrack.engine.frames import decode_image
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.engine.runtime.mslite.convert import convert_bundle
+from blurtrack.engine.runtime.mslite.detect import runtime_status
 
 from .conftest import new_session, open_session, stream_lockstep
 

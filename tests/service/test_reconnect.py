@@ -12,10 +12,10 @@ import time
 import cv2
 import pytest
 
-from clients.cli import main as client_main
-from clients.client import BlurtrackClient, Reconnected, Result, StreamLost
-from engine.render import render_moving_target
-from service.server import BackgroundServer
+from blurtrack.clients.cli import main as client_main
+from blurtrack.clients.client import BlurtrackClient, Reconnected, Result, StreamLost
+from blurtrack.models.render import render_moving_target
+from blurtrack.service.server import BackgroundServer
 
 from .conftest import metric_samples, settings_for
 
@@ -57,7 +57,9 @@ def _run_cli(argv: list[str]) -> tuple[threading.Thread, list[int]]:
 def test_cli_without_reconnect_reports_a_lost_stream(test_bundle, clip, clip_dir, capsys):
     """The server shuts down mid-stream: the realtime client said "N results" and exited 0."""
     server = BackgroundServer(settings_for(test_bundle)).start()
-    thread, code = _run_cli(["stream", str(clip_dir), "--box", _box(clip), "--server", server.url, "--mode", "realtime", "--fps", "30", "--quiet"])
+    thread, code = _run_cli(
+        ["stream", str(clip_dir), "--box", _box(clip), "--server", server.url, "--mode", "realtime", "--fps", "30", "--quiet"]
+    )
     _wait_for_frames(server, 5)
     server.stop()
     thread.join(60)
@@ -73,7 +75,20 @@ def test_cli_with_reconnect_resumes_after_a_restart(test_bundle, clip, clip_dir,
     first = BackgroundServer(settings_for(test_bundle)).start()
     port = first.port
     thread, code = _run_cli(
-        ["stream", str(clip_dir), "--box", _box(clip), "--server", first.url, "--mode", "realtime", "--fps", "30", "--reconnect", "8"]
+        [
+            "stream",
+            str(clip_dir),
+            "--box",
+            _box(clip),
+            "--server",
+            first.url,
+            "--mode",
+            "realtime",
+            "--fps",
+            "30",
+            "--reconnect",
+            "8",
+        ]
     )
     _wait_for_frames(first, 5)
     first.stop()

@@ -22,7 +22,10 @@ def free_port() -> int:
 def test_serve_missing_bundle_says_so():
     done = subprocess.run(
         [sys.executable, "-m", "blurtrack", "serve", "--bundle", "no-such-bundle", "--backend", "onnxruntime"],
-        check=False, capture_output=True, text=True, timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "no model bundle 'no-such-bundle'" in done.stderr and "--bundle" in done.stderr
@@ -31,7 +34,10 @@ def test_serve_missing_bundle_says_so():
 def test_serve_mslite_without_ms_files_says_what_to_run(test_bundle):
     done = subprocess.run(
         [sys.executable, "-m", "blurtrack", "serve", "--bundle", str(test_bundle), "--backend", "mslite"],
-        check=False, capture_output=True, text=True, timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     # where MindSpore Lite is set up the bundle lacks .ms files; elsewhere the runtime is missing
@@ -42,9 +48,26 @@ def test_serve_runs_until_interrupted(test_bundle):
     port = free_port()
     env = {**os.environ, "BLURTRACK_MAX_SESSIONS": "3"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "blurtrack", "serve", "--port", str(port), "--bundle", str(test_bundle),
-         "--backend", "onnxruntime", "--workers", "1", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "blurtrack",
+            "serve",
+            "--port",
+            str(port),
+            "--bundle",
+            str(test_bundle),
+            "--backend",
+            "onnxruntime",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 60

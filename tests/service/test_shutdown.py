@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from service.server import BackgroundServer
+from blurtrack.service.server import BackgroundServer
 
 from .conftest import new_session, recv_json, settings_for, ws_connect
 
@@ -53,7 +53,10 @@ def test_shutdown_turns_unready_answers_frames_then_closes_1001(test_bundle, seq
     assert first["type"] == "result"
     assert ready.status_code == 503 and ready.json() == {"ready": False, "detail": "shutting down", "backend": {}}
     assert refused.status_code == 503 and refused.json()["code"] == "shutting_down"
-    assert [(m["type"], m.get("seq"), m.get("code")) for m in messages] == [("result", 2, None), ("error", None, "session_shutdown")]
+    assert [(m["type"], m.get("seq"), m.get("code")) for m in messages] == [
+        ("result", 2, None),
+        ("error", None, "session_shutdown"),
+    ]
     assert "shutting down" in messages[-1]["message"]
     assert close.code == 1001 and close.reason == "session_shutdown"
     assert idle not in [s.id for s in server.app.state.service.registry.all()]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import websockets
 
-from engine.frames import decode_image
-from engine.geometry import Box, iou
-from engine.pipeline import Pipeline
+from blurtrack.engine.frames import decode_image
+from blurtrack.engine.geometry import Box, iou
+from blurtrack.engine.pipeline import Pipeline
 
 from .conftest import new_session, recv_json, render_sequence, stream_lockstep, ws_connect
 
@@ -107,7 +107,9 @@ def test_fast_sender_gets_drops_and_only_recent_frames(server):
     assert results[-1]["dropped"] == len(frames) - len(results) > 0
     info = httpx.get(f"{server.url}/v1/sessions/{session_id}").json()
     assert (info["frames_received"], info["frames_processed"], info["frames_dropped"]) == (
-        len(frames), len(results), len(frames) - len(results)
+        len(frames),
+        len(results),
+        len(frames) - len(results),
     )
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
-from service.api.deps import State, require_api_key
-from service.schemas import Health, Readiness
+from blurtrack.service.api.deps import State, require_api_key
+from blurtrack.service.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
 

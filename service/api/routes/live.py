@@ -9,20 +9,28 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import cv2
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import FileResponse
 from starlette.requests import HTTPConnection
 
-from engine.errors import DatasetError
-from engine.evaluation.otb import Sequence, find_sequences
-from service.api.deps import State, require_api_key
-from service.errors import ApiError, excerpt
-from service.image_header import image_size
-from service.schemas import DemoList, DemoSequence, ErrorBody, PreviewFrame, PreviewStatus, PreviewToggle, SessionHistory
-from service.sessions import Session
+from blurtrack.engine.errors import DatasetError
+from blurtrack.engine.otb import Sequence, find_sequences
+from blurtrack.service.api.deps import State, require_api_key
+from blurtrack.service.errors import ApiError, excerpt
+from blurtrack.service.image_header import image_size
+from blurtrack.service.schemas import (
+    DemoList,
+    DemoSequence,
+    ErrorBody,
+    PreviewFrame,
+    PreviewStatus,
+    PreviewToggle,
+    SessionHistory,
+)
+from blurtrack.service.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,10 @@ DEMO_HINT_OFF = (
     "OTB-layout sequences: <sequence>/img/0001.jpg ... and <sequence>/groundtruth_rect.txt (one x,y,w,h line per frame)"
 )
 
-_ERRORS = {401: {"model": ErrorBody, "description": "API key missing or wrong"}, 404: {"model": ErrorBody}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "API key missing or wrong"},
+    404: {"model": ErrorBody},
+}
 
 page_router = APIRouter(include_in_schema=False)
 router = APIRouter(prefix="/v1", tags=["live view"], dependencies=[Depends(require_api_key)], responses=_ERRORS)
@@ -112,7 +123,9 @@ async def get_preview_image(session_id: str, state: State) -> Response:
     session = state.registry.get(session_id)
     preview = session.preview
     if not preview.enabled:
-        raise ApiError(409, "preview_off", f'the preview of this session is off: PUT /v1/sessions/{session_id}/preview {{"enabled": true}}')
+        raise ApiError(
+            409, "preview_off", f'the preview of this session is off: PUT /v1/sessions/{session_id}/preview {{"enabled": true}}'
+        )
     preview.fetched()
     latest = preview.latest
     if latest is None:
@@ -186,7 +199,9 @@ class DemoCatalog:
         try:
             return self._sequences[name]
         except KeyError:
-            raise ApiError(404, "unknown_sequence", f"no demo sequence {excerpt(name)}: GET /v1/demo/sequences lists them") from None
+            raise ApiError(
+                404, "unknown_sequence", f"no demo sequence {excerpt(name)}: GET /v1/demo/sequences lists them"
+            ) from None
 
 
 def _describe(sequence: Sequence) -> DemoSequence | None:

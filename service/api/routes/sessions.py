@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
-from engine.pipeline import Pipeline
-from service.api.deps import State, require_api_key
-from service.errors import WS_ENDED, ApiError
-from service.frames import check_frame
-from service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
-from service.sessions import Session
-from service.validation import check_box_in_frame, parse_box_input, parse_options_field
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.service.api.deps import State, require_api_key
+from blurtrack.service.errors import WS_ENDED, ApiError
+from blurtrack.service.frames import check_frame
+from blurtrack.service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
+from blurtrack.service.sessions import Session
+from blurtrack.service.validation import check_box_in_frame, parse_box_input, parse_options_field
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "bad frame, box or options"},
     401: {"model": ErrorBody, "description": "API key missing or wrong"},
     413: {"model": ErrorBody, "description": "frame over the byte or pixel limit"},
@@ -52,12 +52,15 @@ async def create_session(
 ) -> SessionCreated:
     """Initialise a tracker on the first frame (in a worker thread) and return where to stream."""
     if state.draining:
-        raise ApiError(503, "shutting_down", "this server is shutting down: open the session on another replica or retry in a few seconds")
+        raise ApiError(
+            503, "shutting_down", "this server is shutting down: open the session on another replica or retry in a few seconds"
+        )
     pipeline = state.worker.require_pipeline()
     session_options = parse_options(options, pipeline)
     target = parse_box_input(box)
     data = await frame.read(state.settings.max_frame_bytes + 1)
     header = check_frame(data, state.settings.max_frame_bytes, state.settings.max_frame_pixels)  # before the worker decodes
+    assert header.size is not None  # check_frame refuses frames whose size it cannot read
     check_box_in_frame(target, *header.size)
 
     state.registry.reserve()

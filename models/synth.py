@@ -19,17 +19,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
+from collections.abc import Sequence as SequenceT
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence as SequenceT
+from typing import cast
 
 import cv2
 import numpy as np
 from filelock import FileLock
 
-from engine.errors import BlurtrackError, ModelNotFoundError
+from blurtrack.engine.errors import BlurtrackError, ModelNotFoundError
+from blurtrack.models.paths import shared_dir
 
 GAMMA = 2.2
 SUBFRAME_HZ = 240
@@ -48,16 +49,6 @@ _TO_LINEAR = ((np.arange(256, dtype=np.float64) / 255.0) ** GAMMA).astype(np.flo
 # ---------------------------------------------------------------------------------------------
 # Locating and splitting the photos
 # ---------------------------------------------------------------------------------------------
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def shared_dir() -> Path:
-    """The read-only shared folder: $BLURTRACK_SHARED_DIR, else `../shared` beside the repo."""
-    env = os.environ.get("BLURTRACK_SHARED_DIR")
-    return Path(env).expanduser().resolve() if env else (repo_root().parent / "shared").resolve()
 
 
 def default_images_dir() -> Path:
@@ -143,7 +134,7 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, shape: str) -> np.ndar
         cv2.fillPoly(big, [np.round(pts).astype(np.int32)], 255)
     else:  # blob: thresholded low-frequency noise inside an ellipse envelope
         noise = cv2.resize(rng.uniform(0, 1, (4, 4)).astype(np.float32), (w * ss, h * ss), interpolation=cv2.INTER_CUBIC)
-        yy, xx = np.mgrid[0:h * ss, 0:w * ss].astype(np.float32)
+        yy, xx = np.mgrid[0 : h * ss, 0 : w * ss].astype(np.float32)
         r2 = ((xx - w * ss / 2) / (w * ss / 2)) ** 2 + ((yy - h * ss / 2) / (h * ss / 2)) ** 2
         big[(1.2 - r2 + 0.5 * (noise - 0.5)) > 0.45] = 255
         n_lbl, labels, stats, _ = cv2.connectedComponentsWithStats(big)
@@ -165,7 +156,7 @@ def _cut_patch(rng: np.random.Generator, image: np.ndarray, w: int, h: int) -> n
         sw, sh = max(4, int(sw * f)), max(4, int(sh * f))
     x0 = int(rng.integers(0, iw - sw + 1))
     y0 = int(rng.integers(0, ih - sh + 1))
-    return cv2.resize(image[y0:y0 + sh, x0:x0 + sw], (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image[y0 : y0 + sh, x0 : x0 + sw], (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _smooth_velocity(rng: np.random.Generator, n_grid: int, dt: float, level: float, seg_range=(24, 96)) -> np.ndarray:
@@ -203,9 +194,7 @@ def _shake(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndar
     return out
 
 
-def _warp_roi(
-    dst: np.ndarray, premul_rgba: np.ndarray, matrix: np.ndarray
-) -> None:
+def _warp_roi(dst: np.ndarray, premul_rgba: np.ndarray, matrix: np.ndarray) -> None:
     """Composite a premultiplied BGRA float patch onto `dst` (linear BGR float) in place.
 
     `matrix` maps patch pixel centres to frame pixel centres; only the covered ROI is warped.
@@ -252,7 +241,7 @@ def _mask_hull(alpha: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Sequence:
+class SynthSequence:
     """Rendered blurred frames (BGR uint8) and ground-truth boxes (N, 4) x, y, w, h, 0-based.
 
     Box convention: a target covering pixel columns a..b has x = a, w = b - a + 1.
@@ -273,7 +262,7 @@ def render_sequence(
     return_sharp: bool = False,
     flat_target_color: tuple[int, int, int] | None = None,
     speed_scale: float = 1.0,
-) -> Sequence:
+) -> SynthSequence:
     """Render one blurred sequence from a pool of photos (paths or BGR arrays).
 
     The background and the target's texture come from two different photos of the pool,
@@ -409,10 +398,10 @@ def render_sequence(
         "shake_amp": shake_amp,
         "size": [W, H],
     }
-    return Sequence(frames=frames, boxes=boxes, sharp_frames=sharp if return_sharp else None, meta=meta)
+    return SynthSequence(frames=frames, boxes=boxes, sharp_frames=sharp if return_sharp else None, meta=meta)
 
 
-def write_otb(seq: Sequence, out_dir: str | Path, name: str, jpeg_quality: int = 92) -> Path:
+def write_otb(seq: SynthSequence, out_dir: str | Path, name: str, jpeg_quality: int = 92) -> Path:
     """Write `<out_dir>/<name>/img/0001.jpg...` and `groundtruth_rect.txt` (1-based x, y like OTB)."""
     seq_dir = Path(out_dir) / name
     img_dir = seq_dir / "img"
@@ -470,8 +459,9 @@ def make_split(
     return out
 
 
-def _render_missing(out: Path, split: str, n_sequences: int, seed: int, n_frames: int, size: tuple[int, int],
-                    pool: list[Path], params: dict) -> None:
+def _render_missing(
+    out: Path, split: str, n_sequences: int, seed: int, n_frames: int, size: tuple[int, int], pool: list[Path], params: dict
+) -> None:
     manifest = out / "synth_manifest.json"
     names = [f"synth_{split}_{i:03d}" for i in range(n_sequences)]
     try:
@@ -597,12 +587,6 @@ def blur_pair(
     if rng.random() < 0.6:
         ok, buf = cv2.imencode(".jpg", blurred, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])
         if ok:
-            blurred = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            blurred = cast(np.ndarray, cv2.imdecode(buf, cv2.IMREAD_COLOR))
     sharp = to_srgb_u8(subframe(None))
     return blurred, sharp
-
-
-def laplacian_variance(image: np.ndarray) -> float:
-    """Sharpness score (variance of the Laplacian of the grey image); falls as blur grows."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())

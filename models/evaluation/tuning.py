@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.evaluation.otb import Sequence
-from engine.evaluation.runner import evaluate, run_dataset
+from blurtrack.engine.otb import Sequence
+from blurtrack.models.evaluation.runner import evaluate, run_dataset
 
 TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou", "aspect_lr")
 # the deblur policy's (engine.manifest.DeblurConfig): crops whose blur score is below
@@ -37,8 +37,13 @@ def objective(summary: dict[str, Any]) -> float:
     return 0.5 * ((summary["precision@15"] or 0.0) + (summary["success@0.6"] or 0.0))
 
 
-def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, float], deblur: str | None = None,
-                      on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
+def evaluate_settings(
+    pipeline,
+    sequences: list[Sequence],
+    settings: dict[str, float],
+    deblur: str | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Pooled metrics of the pipeline's trackers with `settings` in place of the bundle's own."""
     tracker_update = {k: v for k, v in settings.items() if k in TRACKER_SETTINGS}
     deblur_update = {k: v for k, v in settings.items() if k in DEBLUR_SETTINGS}
@@ -55,8 +60,13 @@ def evaluate_settings(pipeline, sequences: list[Sequence], settings: dict[str, f
     return {"settings": settings, **summary, "objective": round(objective(summary), 4)}
 
 
-def tune(pipeline, sequences: list[Sequence], grid: list[dict[str, float]], deblur: str | None = None,
-         on_frame: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+def tune(
+    pipeline,
+    sequences: list[Sequence],
+    grid: list[dict[str, float]],
+    deblur: str | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
     """One row per setting, best first; ties go to the higher AUC, then to the earlier setting."""
     rows = [evaluate_settings(pipeline, sequences, s, deblur, on_frame) for s in grid]
     return sorted(rows, key=lambda r: (-r["objective"], -(r["auc"] or 0.0)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BackendUnavailableError
+from blurtrack.engine.errors import BackendUnavailableError
 
 
 def _pyplot():
@@ -41,7 +41,9 @@ def plot_curves(rows: list[dict[str, Any]], data_name: str, title: str, referenc
         s = curves["success"]
         ax_s.plot(s["thresholds_iou"], s["values"], label=f"{row['name']} [{pooled['auc']:.3f}]", **style)
     ax_p.axvline(15, color="grey", linewidth=0.8, linestyle=":")
-    ax_p.set(xlabel="location error threshold (px)", ylabel="precision", xlim=(0, 50), ylim=(0, 1.01), title=f"Precision — {title}")
+    ax_p.set(
+        xlabel="location error threshold (px)", ylabel="precision", xlim=(0, 50), ylim=(0, 1.01), title=f"Precision — {title}"
+    )
     ax_s.axvline(0.6, color="grey", linewidth=0.8, linestyle=":")
     ax_s.set(xlabel="overlap (IoU) threshold", ylabel="success rate", xlim=(0, 1), ylim=(0, 1.01), title=f"Success — {title}")
     ax_p.legend(title="tracker [P@20]", fontsize=8, loc="best")
@@ -68,8 +70,13 @@ def plot_speed_accuracy(rows: list[dict[str, Any]], data_names: list[str], refer
                 continue
             pooled = result["pooled"]
             ax.scatter(
-                pooled["fps"], pooled["success@0.6"], marker=markers[d % len(markers)], color=f"C{index % 10}", s=60,
-                label=row["name"] if d == 0 else None, edgecolors="black" if row["name"] == reference else "none",
+                pooled["fps"],
+                pooled["success@0.6"],
+                marker=markers[d % len(markers)],
+                color=f"C{index % 10}",
+                s=60,
+                label=row["name"] if d == 0 else None,
+                edgecolors="black" if row["name"] == reference else "none",
             )
     for d, data_name in enumerate(data_names):
         ax.scatter([], [], marker=markers[d % len(markers)], color="grey", label=f"data: {data_name}")
@@ -79,7 +86,9 @@ def plot_speed_accuracy(rows: list[dict[str, Any]], data_names: list[str], refer
     ax.xaxis.set_major_locator(FixedLocator([t for t in (1, 2, 5, 10, 20, 30, 50, 100, 200, 500, 1000, 2000, 5000)]))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set(xlabel="frames per second (init + track only, same run)", ylabel="success@0.6", ylim=(0, 1.02), title="Speed and accuracy")
+    ax.set(
+        xlabel="frames per second (init + track only, same run)", ylabel="success@0.6", ylim=(0, 1.02), title="Speed and accuracy"
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

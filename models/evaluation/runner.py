@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.evaluation import metrics
-from engine.evaluation.otb import MissingFrameError, Sequence
+from blurtrack.engine.geometry import Box
+from blurtrack.engine.otb import MissingFrameError, Sequence
+from blurtrack.models.evaluation import metrics
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ BoxTuple = tuple[float, float, float, float]
 
 
 class SupportsTracking(Protocol):
-    def init(self, frame: Any, box: Any) -> None: ...
+    def init(self, frame: Any, box: Any) -> object: ...
 
     def track(self, frame: Any) -> Any: ...
 
@@ -41,11 +42,6 @@ class SequenceRun:
     deblurred: int = 0  # tracked frames on which the deblur network ran
 
 
-def _box_tuple(box: Any) -> BoxTuple:
-    x, y, w, h = (float(v) for v in box)
-    return x, y, w, h
-
-
 def run_sequence(
     tracker: SupportsTracking,
     sequence: Sequence,
@@ -57,7 +53,7 @@ def run_sequence(
     start = time.perf_counter()
     tracker.init(first, tuple(init_box))
     seconds = time.perf_counter() - start
-    run = SequenceRun(name=sequence.name, boxes=[_box_tuple(init_box)], seconds=0.0, frames=1)
+    run = SequenceRun(name=sequence.name, boxes=[init_box], seconds=0.0, frames=1)
     if on_frame:
         on_frame(1)
     for index in range(1, len(sequence)):
@@ -75,7 +71,7 @@ def run_sequence(
         result = tracker.track(frame)
         seconds += time.perf_counter() - start
         run.frames += 1
-        run.boxes.append(_box_tuple(result.box))
+        run.boxes.append(Box(*(float(v) for v in result.box)))
         run.states.append(getattr(result, "state", None))
         timings = getattr(result, "timings", None)
         if timings:

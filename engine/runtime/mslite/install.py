@@ -2,7 +2,7 @@
 
 PyPI's `mindspore-lite` 2.0.0 wheel is CPython-3.7 only, so it cannot be pip-installed here; but its
 native libraries load in any process. We fetch the wheel as a plain archive, unpack `lib/` and
-`include/`, and compile engine/runtime/shim/mslite_shim.cpp against them. Layout under `home`:
+`include/`, and compile engine/runtime/mslite/shim/mslite_shim.cpp against them. Layout under `home`:
 
     mindspore_lite/lib/, mindspore_lite/include/   unpacked from the wheel (+ a stamp file)
     libbt_mslite_<hash>.so                         the shim; <hash> covers its source and flags
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from engine.errors import BackendUnavailableError
-from engine.settings import get_engine_settings
+from blurtrack.engine.errors import BackendUnavailableError
+from blurtrack.engine.settings import get_engine_settings
 
 MSLITE_VERSION = "2.0.0"
 WHEEL_NAME = f"mindspore_lite-{MSLITE_VERSION}-cp37-cp37m-manylinux1_x86_64.whl"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class FrameScores:
         return int(self.ious.size)
 
     @classmethod
-    def pooled(cls, parts: Iterable["FrameScores"]) -> "FrameScores":
+    def pooled(cls, parts: Iterable[FrameScores]) -> FrameScores:
         parts = list(parts)
         if not parts:
             return cls(np.zeros(0), np.zeros(0))
@@ -139,15 +140,21 @@ def summarize(scores: FrameScores) -> dict[str, float | int | None]:
     return out
 
 
-def curves(scores: FrameScores) -> dict[str, dict[str, list[float | None]]]:
+def curves(scores: FrameScores) -> dict[str, dict[str, list[Any]]]:
     """Precision (0..50 px) and success (IoU 0..1) curves, ready for JSON."""
 
     def as_list(values: np.ndarray) -> list[float | None]:
         return [None if np.isnan(v) else round(float(v), 4) for v in values]
 
     return {
-        "precision": {"thresholds_px": PRECISION_THRESHOLDS_PX.tolist(), "values": as_list(precision_curve(scores.center_errors))},
-        "success": {"thresholds_iou": [round(float(t), 2) for t in SUCCESS_THRESHOLDS], "values": as_list(success_curve(scores.ious))},
+        "precision": {
+            "thresholds_px": PRECISION_THRESHOLDS_PX.tolist(),
+            "values": as_list(precision_curve(scores.center_errors)),
+        },
+        "success": {
+            "thresholds_iou": [round(float(t), 2) for t in SUCCESS_THRESHOLDS],
+            "values": as_list(success_curve(scores.ious)),
+        },
     }
 
 

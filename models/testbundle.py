@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.manifest import (
+from blurtrack.engine.manifest import (
     AnchorConfig,
     Bundle,
     DeblurConfig,
@@ -175,8 +175,10 @@ def build_test_bundle(out_dir: str | Path, name: str = "test-matched-filter") ->
     image = lambda name, size: TensorSpec(name=name, shape=[1, 3, size, size])  # noqa: E731
     manifest = Manifest(
         name=name,
-        description="Hand-made matched-filter Siamese bundle for tests and demos (engine/testbundle.py); not trained.",
-        template=NetworkSpec(onnx="template.onnx", inputs=[image("template", 127)], outputs=[TensorSpec(name="zf", shape=[1, CHANNELS, 7, 7])]),
+        description="Hand-made matched-filter Siamese bundle for tests and demos (models/testbundle.py); not trained.",
+        template=NetworkSpec(
+            onnx="template.onnx", inputs=[image("template", 127)], outputs=[TensorSpec(name="zf", shape=[1, CHANNELS, 7, 7])]
+        ),
         search=NetworkSpec(
             onnx="search.onnx",
             inputs=[image("search", 255), TensorSpec(name="zf", shape=[1, CHANNELS, 7, 7])],
@@ -190,8 +192,14 @@ def build_test_bundle(out_dir: str | Path, name: str = "test-matched-filter") ->
         anchors=AnchorConfig(stride=8, ratios=[0.33, 0.5, 1.0, 2.0, 3.0], scales=[8.0], score_size=SCORE_SIZE),
         # No box regression here, so the size stays put (lr 0) and the ratio penalty is moot.
         tracker=TrackerConfig(
-            penalty_k=0.0, window_influence=0.3, lr=0.0, lost_threshold=0.3, found_threshold=0.6, lost_patience=2,
-            lost_search_growth=1.1, lost_search_max=1.3,
+            penalty_k=0.0,
+            window_influence=0.3,
+            lr=0.0,
+            lost_threshold=0.3,
+            found_threshold=0.6,
+            lost_patience=2,
+            lost_search_growth=1.1,
+            lost_search_max=1.3,
         ),
         deblur_policy=DeblurConfig(mode="auto", blur_threshold=150.0),
     )

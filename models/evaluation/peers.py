@@ -5,7 +5,7 @@ in this process).
 opencv-contrib-python-headless and the product's opencv-python-headless install the same `cv2`
 module; whichever is installed last wins and uninstalling either breaks the other. So contrib
 lives only in a venv under the cache folder (`blurtrack bench --setup-peers`), and the trackers
-run there through engine/evaluation/peer_worker.py, which imports nothing from blurtrack.
+run there through models/evaluation/peer_worker.py, which imports nothing from blurtrack.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import BackendUnavailableError, ModelNotFoundError
-from engine.evaluation import peer_worker
-from engine.evaluation.otb import Sequence
-from engine.evaluation.runner import SequenceRun
+from blurtrack.engine.errors import BackendUnavailableError, ModelNotFoundError
+from blurtrack.engine.otb import Sequence
+from blurtrack.models.evaluation import peer_worker
+from blurtrack.models.evaluation.runner import SequenceRun
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ CONTRIB_TRACKERS = ("csrt", "kcf")
 #: OpenCV trackers of the main package that run in this process on model files from the shared
 #: folder: name -> (the cv2 factory, folder under shared/peers, {parameter: file name})
 MODEL_PEERS = {
-    "nanotrack": ("TrackerNano_create", "nanotrack/v2", {"backbone": "nanotrack_backbone_sim.onnx", "neckhead": "nanotrack_head_sim.onnx"}),
+    "nanotrack": (
+        "TrackerNano_create",
+        "nanotrack/v2",
+        {"backbone": "nanotrack_backbone_sim.onnx", "neckhead": "nanotrack_head_sim.onnx"},
+    ),
     "vittrack": ("TrackerVit_create", "vittrack", {"net": "vitTracker.onnx"}),
 }
 WORKER = Path(peer_worker.__file__).resolve()
@@ -103,7 +107,9 @@ def peer_model_files(tracker: str, shared_dir: Path) -> dict[str, str]:
     files = {key: folder / name for key, name in names.items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise ModelNotFoundError(f"{tracker} model files not found: {', '.join(missing)}; set BLURTRACK_SHARED_DIR to the shared folder")
+        raise ModelNotFoundError(
+            f"{tracker} model files not found: {', '.join(missing)}; set BLURTRACK_SHARED_DIR to the shared folder"
+        )
     return {key: str(p) for key, p in files.items()}
 
 
@@ -112,8 +118,7 @@ def _job(tracker: str, sequences: list[Sequence], threads: int, shared_dir: Path
         "tracker": tracker,
         "threads": threads,
         "sequences": [
-            {"name": s.name, "frames": [str(p) if p else None for p in s.frames], "init_box": list(s.init_box)}
-            for s in sequences
+            {"name": s.name, "frames": [str(p) if p else None for p in s.frames], "init_box": list(s.init_box)} for s in sequences
         ],
     }
     if tracker in MODEL_PEERS:

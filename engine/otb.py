@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import DatasetError, InvalidFrameError
-from engine.geometry import Box
+from blurtrack.engine.errors import DatasetError, InvalidFrameError
+from blurtrack.engine.geometry import Box
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ def list_frames(image_dir: Path, name: str) -> list[Path | None]:
     if not images:
         raise DatasetError(f"sequence {name}: no images (.jpg, .png, .bmp) in {image_dir}")
     if not all(p.stem.isdigit() for p in images):
-        return sorted(images, key=lambda p: p.name)
+        by_name = sorted(images, key=lambda p: p.name)
+        return list(by_name)
     by_number: dict[int, Path] = {}
     for p in images:
         number = int(p.stem)
@@ -119,7 +120,10 @@ def list_frames(image_dir: Path, name: str) -> list[Path | None]:
         log.warning(
             "sequence %s: %d frame image(s) missing from %s (numbers %s); they are not tracked and, "
             "where they have ground truth, count as failures",
-            name, len(missing), image_dir, shown,
+            name,
+            len(missing),
+            image_dir,
+            shown,
         )
     return [by_number.get(n) for n in range(first, last + 1)]
 
@@ -136,7 +140,10 @@ def load_sequence(root: Path, name: str | None = None) -> Sequence:
     if len(boxes) > len(frames):
         log.warning(
             "sequence %s: %d ground-truth boxes but %d frames; the last %d frame(s) have no image and count as failures",
-            name, len(boxes), len(frames), len(boxes) - len(frames),
+            name,
+            len(boxes),
+            len(frames),
+            len(boxes) - len(frames),
         )
         frames = frames + [None] * (len(boxes) - len(frames))
     # More images than boxes is allowed: the extra frames are tracked but have no ground truth.

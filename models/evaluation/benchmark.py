@@ -1,5 +1,5 @@
 """`blurtrack bench`: our tracker, its ablations and the peer trackers on the same sequences in one
-run, scored with engine.evaluation.metrics.
+run, scored with models.evaluation.metrics.
 
 Trackers run interleaved, sequence by sequence (every tracker on sequence 1, then every tracker on
 sequence 2, ...), so a slow phase of the host hits all of them alike and the speed ratios to the
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BlurtrackError, DatasetError
-from engine.evaluation import peers
-from engine.evaluation.otb import Sequence, find_sequences
-from engine.evaluation.runner import SequenceRun, evaluate, run_sequence
-from engine.evaluation.splits import BLURRED_CLIPS, split_clips
+from blurtrack.engine.errors import BlurtrackError, DatasetError
+from blurtrack.engine.otb import Sequence, find_sequences
+from blurtrack.models.evaluation import peers
+from blurtrack.models.evaluation.runner import SequenceRun, evaluate, run_sequence
+from blurtrack.models.evaluation.splits import BLURRED_CLIPS, split_clips
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class DataSpec:
     kind: str  # "otb" | "synthetic"
     path: str | None = None
     # synthetic: the photo split; otb: "" for every sequence under path, or a split of the
-    # real-train clips (engine/evaluation/splits.py: train, select, holdout)
+    # real-train clips (models/evaluation/splits.py: train, select, holdout)
     split: str = ""
     blurred_only: bool = False  # otb split: only the clips with motion blur (splits.BLURRED_CLIPS)
     sequences: int = 20
@@ -97,7 +97,7 @@ def prepare_data(spec: DataSpec, cache_dir: Path, shared_dir: Path) -> Path:
     if spec.kind == "otb":
         root = Path(str(spec.path).format(shared=shared_dir)).expanduser()
         return split_folder(spec, root, cache_dir) if spec.split else root
-    from engine.data.synth import SYNTH_VERSION, make_split
+    from blurtrack.models.synth import SYNTH_VERSION, make_split
 
     split = spec.split or "test"
     out = cache_dir / "synthetic" / f"{split}-v{SYNTH_VERSION}-n{spec.sequences}-f{spec.frames}-seed{spec.seed}"
@@ -135,25 +135,31 @@ class Contender:
 
 
 def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str, threads: int) -> Contender:
-    from engine.errors import ModelNotFoundError
-    from engine.manifest import resolve_bundle_dir
-    from engine.pipeline import Pipeline
+    from blurtrack.engine.errors import ModelNotFoundError
+    from blurtrack.engine.manifest import resolve_bundle_dir
+    from blurtrack.engine.pipeline import Pipeline
 
+    bundle = spec.bundle
+    assert bundle is not None  # load_config refuses a bundle row without one
     try:
-        resolve_bundle_dir(spec.bundle)
+        resolve_bundle_dir(bundle)
     except ModelNotFoundError:
-        return Contender(spec, reason=f"not available: bundle {spec.bundle!r} not found — {spec.missing or 'see `blurtrack models list`'}")
+        return Contender(
+            spec, reason=f"not available: bundle {spec.bundle!r} not found — {spec.missing or 'see `blurtrack models list`'}"
+        )
     try:
-        if spec.bundle not in pipelines:
-            pipelines[spec.bundle] = Pipeline.from_bundle(spec.bundle, backend=backend, threads=threads)
+        if bundle not in pipelines:
+            pipelines[bundle] = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
     except BlurtrackError as exc:
         return Contender(spec, reason=f"not available: {exc}")
-    pipeline = pipelines[spec.bundle]
+    pipeline = pipelines[bundle]
     deblur = None if spec.deblur == "bundle" else spec.deblur
     details = dict(pipeline.describe())
     details["deblur_mode"] = spec.deblur if deblur else f"bundle policy ({details.get('deblur_policy')})"
     if deblur in ("on", "auto") and not pipeline.has_deblur:
-        return Contender(spec, details=details, reason=f"not available: bundle {spec.bundle} has no deblur network — {spec.missing}")
+        return Contender(
+            spec, details=details, reason=f"not available: bundle {spec.bundle} has no deblur network — {spec.missing}"
+        )
     return Contender(spec, run=lambda seq, tick: run_sequence(pipeline.new_tracker(deblur=deblur), seq, tick), details=details)
 
 
@@ -167,8 +173,14 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
             except BlurtrackError as exc:
                 return Contender(spec, reason=f"not available: {exc}")
         if python is None:
-            return Contender(spec, reason=f"not available: run `blurtrack bench --setup-peers` ({peers.CONTRIB_REQUIREMENT} in its own venv)")
-        details = {"runs_in": "a subprocess in the peers venv", "python": str(python), "package": peers.CONTRIB_REQUIREMENT}
+            return Contender(
+                spec, reason=f"not available: run `blurtrack bench --setup-peers` ({peers.CONTRIB_REQUIREMENT} in its own venv)"
+            )
+        details: dict[str, Any] = {
+            "runs_in": "a subprocess in the peers venv",
+            "python": str(python),
+            "package": peers.CONTRIB_REQUIREMENT,
+        }
     elif name in peers.MODEL_PEERS:
         import cv2
 
@@ -180,7 +192,11 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
         except BlurtrackError as exc:
             return Contender(spec, reason=f"not available: {exc}")
         python = None
-        details = {"runs_in": "this process", "package": f"opencv {cv2.__version__}", "models": str(shared_dir / "peers" / folder)}
+        details = {
+            "runs_in": "this process",
+            "package": f"opencv {cv2.__version__}",
+            "models": str(shared_dir / "peers" / folder),
+        }
     else:
         known = ", ".join([*peers.CONTRIB_TRACKERS, *peers.MODEL_PEERS])
         return Contender(spec, reason=f"not available: no OpenCV tracker named {name!r} ({known})")
@@ -217,10 +233,10 @@ def warm_up(contenders: list[Contender], sequence: Sequence | None, frames: int 
         return
     short = dataclasses.replace(sequence, frames=sequence.frames[:frames], groundtruth=sequence.groundtruth[:frames])
     for c in contenders:
-        if c.available:
+        if c.run is not None and c.available:
             try:
                 c.run(short, lambda n: None)
-            except Exception:  # noqa: BLE001 - the timed run reports failures properly
+            except Exception:
                 pass
 
 
@@ -237,13 +253,13 @@ def run_bench(
     for data_name, sequences in datasets.items():
         for sequence in sequences:
             for c in contenders:
-                if not c.available:
+                if c.run is None or not c.available:
                     continue
                 if progress is not None:
                     progress.set_postfix_str(f"{data_name}/{sequence.name} {c.spec.name}", refresh=False)
                 try:
                     runs[c.spec.name][data_name].append(c.run(sequence, tick))
-                except Exception as exc:  # noqa: BLE001 - a peer's crash must not end the whole run
+                except Exception as exc:
                     if c.spec.kind == "bundle" and not isinstance(exc, BlurtrackError):
                         raise  # our own tracker failing is a bug to see, not a row to grey out
                     c.reason = f"failed on {data_name}/{sequence.name}: {exc}"
@@ -278,7 +294,7 @@ def add_speed_ratios(rows: list[dict[str, Any]], data_names: list[str], referenc
     if ref is None:
         raise ValueError(f"reference tracker {reference!r} has no results")
     for data_name in data_names:
-        ref_fps = ref["results"][data_name]["pooled"]["fps"] if ref else None
+        ref_fps = ref["results"][data_name]["pooled"]["fps"]
         for row in rows:
             result = row["results"].get(data_name)
             if result is None:

@@ -1,5 +1,5 @@
 """Simple rendered sequences with exact ground truth: a bright textured target moving over a dark
-noisy background. For tests, demos and smoke checks (the blur synthesiser in engine.data makes the
+noisy background. For tests, demos and smoke checks (the blur synthesiser in models.synth makes the
 realistic ones)."""
 
 from __future__ import annotations

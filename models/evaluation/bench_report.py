@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.evaluation import plots
-from engine.evaluation.otb import write_boxes
-from engine.evaluation.tables import markdown_table
+from blurtrack.engine.otb import write_boxes
+from blurtrack.models.evaluation import plots
+from blurtrack.models.evaluation.tables import markdown_table
 
 STAGES = ("crop", "deblur", "track", "post", "total")
 
@@ -28,10 +28,18 @@ def accuracy_table(rows: list[dict[str, Any]], data_name: str, reference: str) -
             continue
         p = result["pooled"]
         ratio = p.get("speed_ratio")
-        body.append([
-            row["name"], _fmt(p["precision@15"]), _fmt(p["precision@20"]), _fmt(p["success@0.6"]), _fmt(p["auc"]),
-            _fmt(p["fps"], 1), "–" if ratio is None else f"{ratio:.2f}x", str(p["lost_frames"]),
-        ])
+        body.append(
+            [
+                row["name"],
+                _fmt(p["precision@15"]),
+                _fmt(p["precision@20"]),
+                _fmt(p["success@0.6"]),
+                _fmt(p["auc"]),
+                _fmt(p["fps"], 1),
+                "–" if ratio is None else f"{ratio:.2f}x",
+                str(p["lost_frames"]),
+            ]
+        )
     return markdown_table(header, body)
 
 

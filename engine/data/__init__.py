@@ -1,1 +1,0 @@
-"""Data for training and evaluation: the GoPro-style blur synthesiser (numpy + OpenCV only)."""
