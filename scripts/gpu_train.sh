@@ -9,11 +9,14 @@ set -euo pipefail
 minutes=${1:-7}
 out=${OUT:?OUT must name the folder whose files come back}
 py=${PYTHON:-python3}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+site=${SITE:-/tmp/blurtrack-site}
+# The rooms install as blurtrack.engine, blurtrack.models, ... (setup.py): install this tree, without
+# its dependencies (the machine has torch, numpy, opencv), and what it lacks from .whl.
+"$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade --target "$site" .
 if ! "$py" -c "import pydantic_settings" 2>/dev/null; then
-  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
 fi
+export PYTHONPATH=$site PYTHONUNBUFFERED=1
 runs=/tmp/blurtrack-runs
 mkdir -p "$runs"
 data=(--budget-minutes "$minutes" --set real.pack=.pack/real_train.npz --set images=.pack/photos)
