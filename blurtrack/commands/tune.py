@@ -1,7 +1,7 @@
 """`blurtrack tune`: choose a bundle's tracker hyper-parameters (penalty_k, window_influence, lr;
 with --box-vote-iou also box voting, with --aspect-lr the aspect ratio's pace) and, with
 --blur-threshold, --rescue-score and --deblur-strength, its deblur policy by grid search on the
-real-train `select` clips (engine/evaluation/splits.py; or a synthetic split); prints the ranking,
+real-train `select` clips (models/evaluation/splits.py; or a synthetic split); prints the ranking,
 writes it as JSON, and with --apply writes the best setting into the bundle's manifest.
 
 The holdout clips, the synthetic test split and the smoke clips are what results are reported on,
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"best: --tracker-json '{json.dumps(best_tracker)}'" + (f", deblur policy {best_deblur}" if best_deblur else ""))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        # the host too: boxes, hence objectives, differ between CPUs (engine/evaluation/host.py)
+        # the host too: boxes, hence objectives, differ between CPUs (models/evaluation/host.py)
         report = {
             "bundle": pipeline.bundle.name,
             "bundle_dir": str(pipeline.bundle.root),

@@ -244,7 +244,7 @@ def log_line(log: Path, record: dict) -> None:
 
 def synth_sampler(synth_cfg: dict, pair_cfg: PairConfig, images_dir: Path) -> SequencePairSampler:
     """Synthetic blurred sequences from the TRAIN photos, rendered once and cached on disk
-    (engine.data.synth.make_split reuses a complete folder with the same parameters)."""
+    (blurtrack.models.synth.make_split reuses a complete folder with the same parameters)."""
     from blurtrack.models.synth import make_split
 
     root = Path(synth_cfg.get("root", "/tmp/blurtrack-train/synth-train"))
