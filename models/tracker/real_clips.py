@@ -1,6 +1,6 @@
 """Training pairs from real video: template and search from two frames of one real-train clip.
 
-Clips are packed once (`pack_clips`) into one compact file that can travel to a GPU machine: for
+Clips are packed once (`pack_clip`, `save_pack`) into one compact file that can travel to a GPU machine: for
 each kept frame, a square region around the ground-truth box (REGION_SCALE times the tracker's
 search side) resampled to REGION_PX, stored as JPEG, with where it came from in the frame. The
 sampler then cuts template and search crops from those regions exactly as `crop_pair` does from
@@ -22,7 +22,8 @@ from blurtrack.engine.otb import load_sequence
 from blurtrack.models.tracker.data import EXEMPLAR, INSTANCE, Pair, PairConfig, crop_pair
 
 # Region side / search side: the search side jitters by up to 18 % and its centre moves up to
-# 64 of 255 crop pixels, so a search crop reaches 0.5 * 1.18 + 0.25 = 0.84 search sides out.
+# 64 of 255 crop pixels, so a search crop reaches 0.5 * 1.18 + 0.25 = 0.84 search sides out,
+# inside the region's 1.75 / 2.
 REGION_SCALE = 1.75
 REGION_PX = 384
 JPEG_QUALITY = 90

@@ -12,6 +12,7 @@ from blurtrack.engine.otb import (
     find_sequences,
     load_sequence,
     read_groundtruth,
+    reencode_sequence,
     write_boxes,
 )
 
@@ -127,6 +128,25 @@ def test_find_sequences_top_level_nested_and_single(tmp_path):
     names = [s.name for s in find_sequences(tmp_path / "data")]
     assert names == ["Bolt", "more/Car4"]
     assert [s.name for s in find_sequences(tmp_path / "data" / "Bolt")] == ["Bolt"]
+
+
+def test_find_sequences_follows_linked_sequence_folders_and_ends_a_link_loop(tmp_path):
+    make_sequence(tmp_path / "store" / "Bolt", 2, "1,2,30,40\n" * 2)
+    make_sequence(tmp_path / "store" / "Car4", 2, "1,2,30,40\n" * 2)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "Bolt").symlink_to(tmp_path / "store" / "Bolt", target_is_directory=True)
+    (linked / "Car4").symlink_to(tmp_path / "store" / "Car4", target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)
+    assert [s.name for s in find_sequences(linked)] == ["Bolt", "Car4"]
+
+
+def test_a_reencoded_copy_keeps_frames_and_boxes(tmp_path):
+    seq = load_sequence(make_sequence(tmp_path / "Bolt", 3, "1,2,30,40\n3.5,4,30,41\n5,6,29,40\n"))
+    copy = reencode_sequence(seq, tmp_path / "q80", 80)
+    assert copy.name == "Bolt@q80" and len(copy) == 3
+    assert np.array_equal(copy.groundtruth, seq.groundtruth)
+    assert np.abs(copy.read_frame(1).astype(int) - seq.read_frame(1)).max() <= 8
 
 
 def test_find_sequences_explains_the_expected_layout(tmp_path):
