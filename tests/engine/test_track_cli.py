@@ -14,6 +14,12 @@ from blurtrack.models.render import render_moving_target
 REPO = Path(__file__).resolve().parents[2]
 
 
+def track(source, box: str, bundle, *flags: str, **run) -> subprocess.CompletedProcess:
+    """`blurtrack track SOURCE --box BOX` on the test bundle with ONNX Runtime, output captured."""
+    command = [sys.executable, "-m", "blurtrack", "track", str(source), "--box", box, "--bundle", str(bundle)]
+    return subprocess.run([*command, "--backend", "onnxruntime", *flags], capture_output=True, text=True, **run)
+
+
 def test_track_writes_boxes_and_playable_videos(test_bundle, tmp_path):
     seq = render_moving_target(24, step=(5, 2), seed=11)
     video = tmp_path / "clip.mp4"
@@ -23,29 +29,7 @@ def test_track_writes_boxes_and_playable_videos(test_bundle, tmp_path):
     writer.release()
     x, y, w, h = seq.boxes[0]
     boxes, out = tmp_path / "boxes.csv", tmp_path / "annotated.mp4"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "track",
-            str(video),
-            "--box",
-            f"{x},{y},{w},{h}",
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-            "--boxes",
-            str(boxes),
-            "--out",
-            str(out),
-            "--show-deblur",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    track(str(video), f"{x},{y},{w},{h}", test_bundle, "--boxes", str(boxes), "--out", str(out), "--show-deblur", check=True)
     rows = list(csv.DictReader(boxes.open()))
     assert len(rows) == len(seq.frames)
     assert [float(rows[0][k]) for k in "xywh"] == [x, y, w, h]
@@ -63,23 +47,7 @@ def test_track_writes_boxes_and_playable_videos(test_bundle, tmp_path):
 
 
 def test_track_rejects_missing_video(test_bundle, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "track",
-            str(tmp_path / "nope.mp4"),
-            "--box",
-            "1,1,5,5",
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = track(str(tmp_path / "nope.mp4"), "1,1,5,5", test_bundle)
     assert result.returncode == 2
     assert "not a camera index, an image folder or a video file" in result.stderr
 
@@ -99,22 +67,10 @@ def test_track_takes_a_sequence_folder_and_writes_the_csv_beside_it(test_bundle,
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     x, y, w, h = seq.boxes[0]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "track",
-            str(tmp_path / "data" / "Jumping"),
-            "--box",
-            f"{x},{y},{w},{h}",
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-        ],
-        capture_output=True,
-        text=True,
+    result = track(
+        str(tmp_path / "data" / "Jumping"),
+        f"{x},{y},{w},{h}",
+        test_bundle,
         cwd=elsewhere,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -128,23 +84,7 @@ def test_track_takes_a_sequence_folder_and_writes_the_csv_beside_it(test_bundle,
 
 def test_track_says_when_a_folder_has_no_images(test_bundle, tmp_path):
     (tmp_path / "empty").mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "track",
-            str(tmp_path / "empty"),
-            "--box",
-            "1,1,5,5",
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = track(str(tmp_path / "empty"), "1,1,5,5", test_bundle)
     assert result.returncode == 2
     assert "no images" in result.stderr and "img" in result.stderr
 
@@ -166,22 +106,6 @@ def test_the_label_is_drawn_once_in_one_box():
 def test_track_refuses_a_box_of_a_fraction_of_a_pixel(test_bundle, tmp_path):
     """A 1e-300 box crashed the crop with ZeroDivisionError (a 500 in the service)."""
     _write_sequence(tmp_path / "seq", n=2)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "track",
-            str(tmp_path / "seq"),
-            "--box",
-            "10,10,1e-300,1e-300",
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = track(str(tmp_path / "seq"), "10,10,1e-300,1e-300", test_bundle)
     assert result.returncode == 2, result.stderr
     assert "at least 1 pixel" in result.stderr and "Traceback" not in result.stderr

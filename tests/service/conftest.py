@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -118,3 +122,29 @@ def metric_samples(server: BackgroundServer, headers=None) -> dict[str, float]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_process(bundle, port: int, *flags: str, env=None) -> tuple[subprocess.Popen, str]:
+    """`blurtrack serve` as a user starts it (ONNX Runtime), once /readyz answers 200; returns the
+    process (output in its stdout) and its base URL."""
+    command = [sys.executable, "-m", "blurtrack", "serve", "--port", str(port), "--bundle", str(bundle)]
+    process = subprocess.Popen(
+        [*command, "--backend", "onnxruntime", *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.2)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -19,8 +16,7 @@ import pytest
 from blurtrack.service.image_header import read_header
 
 from .bombs import SIDE, bombs
-from .conftest import new_session, open_session, recv_json, ws_connect
-from .test_serve_command import free_port
+from .conftest import free_port, new_session, open_session, recv_json, serve_process, ws_connect
 
 MB = 1024 * 1024
 
@@ -79,42 +75,8 @@ def _status_of(path: str) -> dict[str, int]:
 def test_bombs_cost_a_serve_process_no_memory(test_bundle, bomb_files):
     """The issue's measurement: four concurrent session requests per format, each a bomb of
     16000x16000 pixels; peak RSS of the server process must grow by less than 300 MB."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "serve",
-            "--port",
-            str(port),
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-            "--workers",
-            "4",
-            "--threads",
-            "1",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = serve_process(test_bundle, free_port(), "--workers", "4", "--threads", "1", "--log-level", "warning")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
         status = f"/proc/{process.pid}/status"
         with open(f"/proc/{process.pid}/clear_refs", "w") as f:
             f.write("5")  # reset the peak (VmHWM) to the current RSS

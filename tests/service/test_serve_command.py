@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port, serve_process
 
 
 def test_serve_missing_bundle_says_so():
@@ -45,43 +38,13 @@ def test_serve_mslite_without_ms_files_says_what_to_run(test_bundle):
 
 
 def test_serve_runs_until_interrupted(test_bundle):
-    port = free_port()
     env = {**os.environ, "BLURTRACK_MAX_SESSIONS": "3"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "blurtrack",
-            "serve",
-            "--port",
-            str(port),
-            "--bundle",
-            str(test_bundle),
-            "--backend",
-            "onnxruntime",
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    process, url = serve_process(test_bundle, free_port(), "--workers", "1", "--threads", "1", env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                    ready = json.load(response)
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert process.poll() is None, process.stdout.read()
-                assert time.monotonic() < deadline, "the server did not become ready"
-                time.sleep(0.2)
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            ready = json.load(response)
         assert ready["ready"] and ready["backend"]["backend"] == "onnxruntime"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/sessions", timeout=5) as response:
+        with urllib.request.urlopen(f"{url}/v1/sessions", timeout=5) as response:
             assert json.load(response)["max_sessions"] == 3  # the environment setting reached the app
     finally:
         process.send_signal(signal.SIGINT)
