@@ -7,7 +7,6 @@ the benchmark prints are the numbers the service serves.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from blurtrack.engine.deblur import DeblurMode, Deblurrer
@@ -31,7 +30,7 @@ class Pipeline:
         self.networks = TrackerNetworks(
             manifest=manifest,
             template=self._load(manifest.template),
-            search=self._load(manifest.search, weights_are_inputs=True),
+            search=backend.load_search(self._file(manifest.search), manifest.search_image_input),
             deblurrer=Deblurrer(deblur_session, manifest.deblur_image_input, manifest.deblur_output, manifest.deblur_policy),
         )
         log.info("pipeline ready: bundle %s on %s (%s, %d threads)", bundle.name, backend.name, backend.device, backend.threads)
@@ -45,28 +44,28 @@ class Pipeline:
             backend = "onnxruntime"
         return cls(loaded, get_backend(backend, threads=threads))
 
-    def _load(self, spec: NetworkSpec, *, weights_are_inputs: bool = False) -> ModelSession:
+    def _file(self, spec: NetworkSpec) -> Path:
+        """The network's file in the backend's format."""
         if self.backend.model_format == "ms":
             if spec.ms is None or not self.bundle.path(spec.ms).is_file():
                 raise ModelNotFoundError(
                     f"bundle {self.bundle.name} has no MindSpore Lite file for {spec.onnx}: "
                     f"run `blurtrack models convert {self.bundle.root}`"
                 )
-            return self.backend.load(self.bundle.path(spec.ms), weights_are_inputs=weights_are_inputs)
-        return self.backend.load(self.bundle.path(spec.onnx), weights_are_inputs=weights_are_inputs)
+            return self.bundle.path(spec.ms)
+        return self.bundle.path(spec.onnx)
+
+    def _load(self, spec: NetworkSpec) -> ModelSession:
+        return self.backend.load(self._file(spec))
 
     @property
     def has_deblur(self) -> bool:
         return self.networks.deblurrer.available
 
     def new_tracker(self, deblur: DeblurMode | None = None, keep_crops: bool = False) -> SiamRPNTracker:
-        """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto)."""
-        networks = self.networks
-        if not self.backend.weight_inputs_shareable:
-            # Sessions interleave frames; a shared search network would be rebuilt at every switch
-            # of template, so this tracker gets its own (a ~0.03 s build at init, a few MB).
-            networks = replace(networks, search=self._load(self.bundle.manifest.search, weights_are_inputs=True))
-        return SiamRPNTracker(networks, deblur=deblur, keep_crops=keep_crops)
+        """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto).
+        It shares the pipeline's networks; its own are the search network bound to its template."""
+        return SiamRPNTracker(self.networks, deblur=deblur, keep_crops=keep_crops)
 
     def describe(self) -> dict[str, str]:
         return {

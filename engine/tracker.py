@@ -19,6 +19,7 @@ from blurtrack.engine.frames import as_bgr
 from blurtrack.engine.geometry import Box, context_size, crop_square, damp_aspect_change, parse_box
 from blurtrack.engine.manifest import Manifest
 from blurtrack.engine.runtime.base import ModelSession
+from blurtrack.engine.runtime.search import SearchNetwork, TargetSearch
 
 TrackState = Literal["tracking", "lost"]
 
@@ -38,7 +39,7 @@ class TrackerNetworks:
 
     manifest: Manifest
     template: ModelSession
-    search: ModelSession
+    search: SearchNetwork
     deblurrer: Deblurrer
     anchors: np.ndarray = field(init=False)
     window: np.ndarray = field(init=False)
@@ -84,7 +85,7 @@ class SiamRPNTracker:
         self.last_crops: tuple[np.ndarray, np.ndarray] | None = None
         self.cfg = nets.manifest.tracker
         self.deblur_mode: DeblurMode = deblur or nets.manifest.deblur_policy.mode
-        self.features: dict[str, np.ndarray] | None = None
+        self.search: TargetSearch | None = None  # the search network bound to this target's template
         self.center = np.zeros(2)
         self.size = np.zeros(2)
         self.frame_shape: tuple[int, int] = (0, 0)
@@ -148,7 +149,8 @@ class SiamRPNTracker:
             template = self.nets.to_input(crop)
 
         t0 = time.perf_counter()
-        self.features = self.nets.template.run({self.nets.manifest.template_image_input: template})
+        kernels = self.nets.template.run({self.nets.manifest.template_image_input: template})
+        self.search = self.nets.search.for_target(kernels)
         timings["track"] = (time.perf_counter() - t0) * 1e3
         timings["post"] = 0.0
         timings["total"] = (time.perf_counter() - start) * 1e3
@@ -156,7 +158,7 @@ class SiamRPNTracker:
         return TrackResult((x, y, w, h), 1.0, "tracking", timings, deblurred)
 
     def track(self, frame: np.ndarray) -> TrackResult:
-        if self.features is None:
+        if self.search is None:
             raise NotInitializedError("call init(frame, box) before track(frame)")
         start = time.perf_counter()
         frame = as_bgr(frame)
@@ -210,9 +212,9 @@ class SiamRPNTracker:
         """The search network on one crop, and its best anchor under the size penalty and, while
         tracking, the motion prior; adds its time to timings' track (network) and post."""
         cfg, manifest = self.cfg, self.nets.manifest
-        assert self.features is not None  # track() refuses to run before init()
+        assert self.search is not None  # track() refuses to run before init()
         t0 = time.perf_counter()
-        outputs = self.nets.search.run({manifest.search_image_input: tensor, **self.features})
+        outputs = self.search(tensor)
         timings["track"] = timings.get("track", 0.0) + (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()

@@ -11,6 +11,7 @@ many, and then a 1e-5 difference between runtimes can pick another peak).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from blurtrack.engine.anchors import foreground_scores
 from blurtrack.engine.otb import load_sequence
 from blurtrack.engine.pipeline import Pipeline
+from blurtrack.engine.runtime.search import SearchNetwork
 from blurtrack.models.evaluation.metrics import center_errors
 from blurtrack.models.evaluation.runner import run_sequence
 
@@ -29,15 +31,20 @@ def score_peaks(pipeline: Pipeline, seq, deblur: str | None) -> tuple[float, flo
     search = tracker.nets.search
     cls_name = pipeline.bundle.manifest.cls_output
 
-    class Watched:
-        def run(self, inputs):
-            out = search.run(inputs)
-            scores = foreground_scores(out[cls_name])
-            best.append(float(scores.max()))
-            near.append(int((scores >= 0.99 * scores.max()).sum()))
-            return out
+    class Watched(SearchNetwork):
+        def for_target(self, kernels):
+            bound = search.for_target(kernels)
 
-    tracker.nets.search = Watched()  # type: ignore[assignment]
+            def run(image):
+                out = bound(image)
+                scores = foreground_scores(out[cls_name])
+                best.append(float(scores.max()))
+                near.append(int((scores >= 0.99 * scores.max()).sum()))
+                return out
+
+            return run
+
+    tracker.nets = replace(tracker.nets, search=Watched(search.image_input))
     run_sequence(tracker, seq)
     return float(np.median(best)), float(np.median(near))
 

@@ -4,9 +4,14 @@ InferenceSession: a model file in, `run(feeds) -> outputs` out)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from blurtrack.engine.runtime.search import SearchNetwork
 
 
 class ModelSession(ABC):
@@ -25,19 +30,25 @@ class Backend(ABC):
     name: str
     #: which file of a bundle's network this backend loads: "onnx" or "ms"
     model_format: str
-    #: whether one loaded network may be fed different convolution weights (the templates of
-    #: different targets) call after call; if not, each tracker gets its own search network
-    weight_inputs_shareable: bool = True
 
     def __init__(self, threads: int = 2):
         self.threads = threads
 
     @abstractmethod
-    def load(self, model_file: Path, *, weights_are_inputs: bool = False) -> ModelSession:
+    def load(self, model_file: Path, *, weight_inputs: Collection[str] = ()) -> ModelSession:
         """Load one network file. Raises ModelNotFoundError if it is missing.
 
-        `weights_are_inputs`: every input after the first is a convolution weight (the search
-        network's template kernels), which a runtime may have to treat specially."""
+        `weight_inputs`: the inputs that are convolution weights (the search network's template
+        kernels), which a runtime may have to treat specially."""
+
+    def load_search(self, model_file: Path, image_input: str) -> SearchNetwork:
+        """The search network, whose inputs other than `image_input` are convolution weights (a
+        target's kernels). Here one whole network serves every target: right for runtimes that
+        take new weights on every call."""
+        from blurtrack.engine.runtime.search import SharedSearch
+
+        session = self.load(model_file)
+        return SharedSearch(session, image_input)
 
     @property
     @abstractmethod

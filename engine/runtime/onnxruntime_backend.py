@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
     def device(self) -> str:
         return self.providers[0]
 
-    def load(self, model_file: Path, *, weights_are_inputs: bool = False) -> ModelSession:
+    def load(self, model_file: Path, *, weight_inputs: Collection[str] = ()) -> ModelSession:
         model_file = Path(model_file)
         if not model_file.is_file():
             raise ModelNotFoundError(f"model file {model_file} not found: check the bundle folder or re-export it")

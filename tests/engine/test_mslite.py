@@ -26,6 +26,7 @@ from blurtrack.engine.runtime.mslite.detect import runtime_status
 from blurtrack.engine.runtime.mslite.graph import match_names as _match_names
 from blurtrack.engine.runtime.mslite.install import default_home, package_dir, setup_runtime
 from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from blurtrack.engine.runtime.search import SplitSearch
 from tests.engine.onnx_models import make_conv_net, make_siamese_net
 
 # Float32 with different kernels (MindSpore Lite may use Winograd, ORT im2col/GEMM): outputs agree
@@ -175,7 +176,8 @@ def _write_bundle(root: Path) -> Path:
 def test_convert_bundle_names_files_and_runs_end_to_end(tmp_path, ms_backend, ort_backend):
     root = _write_bundle(tmp_path / "mini")
     written = convert_bundle(root)
-    assert written == [root / "template.ms", root / "search.ms"]
+    parts = [root / f"search.{part}.ms" for part in ("features", "correlation", "head")]
+    assert written == [root / "template.ms", root / "search.ms", *parts]
     bundle = load_bundle(root)  # the manifest was saved with the new file names
     assert (bundle.manifest.template.ms, bundle.manifest.search.ms) == ("template.ms", "search.ms")
     assert all(os.access(p, os.R_OK) and p.stat().st_mode & 0o044 for p in written), "others must read .ms files"
@@ -188,8 +190,14 @@ def test_convert_bundle_names_files_and_runs_end_to_end(tmp_path, ms_backend, or
         t_net = backend.load(bundle.path(getattr(bundle.manifest.template, fmt)))
         s_net = backend.load(bundle.path(getattr(bundle.manifest.search, fmt)))
         results[fmt] = s_net.run({"search": search, **t_net.run({"template": template})})
+    # the parts, as the pipeline runs them on Lite: the same operations as the whole network
+    kernels = ms_backend.load(bundle.path("template.ms")).run({"template": template})
+    split = ms_backend.load_search(bundle.path("search.ms"), "search")
+    assert isinstance(split, SplitSearch)
+    results["parts"] = split.for_target(kernels)(search)
     for name in ("cls", "loc"):
         assert_close(results["ms"][name], results["onnx"][name])
+        assert_close(results["parts"][name], results["onnx"][name])
 
 
 def test_cli_convert_and_list(tmp_path, capsys, mslite_runtime):

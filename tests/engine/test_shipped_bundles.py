@@ -76,7 +76,7 @@ def test_one_mindspore_lite_search_network_follows_a_change_of_template(name, cl
     m = bundle.manifest
     ms, ort = MindSporeLiteBackend(threads=1), OnnxRuntimeBackend(threads=1)
     template_net, search_ort = ort.load(bundle.path(m.template.onnx)), ort.load(bundle.path(m.search.onnx))
-    search_ms = ms.load(bundle.path(m.search.ms), weights_are_inputs=True)
+    search_ms = ms.load(bundle.path(m.search.ms), weight_inputs=[t.name for t in m.template.outputs])
     frame = clip.read_frame(0)
     mean = frame.mean((0, 1))
     search = m.preprocess.to_input(crop_square(frame, (160.0, 120.0), 200.0, m.tracker.instance_size, mean))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,11 @@ from blurtrack.engine.errors import ModelNotFoundError
 from blurtrack.engine.runtime.base import Backend, ModelSession
 from blurtrack.engine.runtime.mslite.binding import CONVERT_HINT, ShimModel, shim_library
 from blurtrack.engine.runtime.mslite.detect import official_module, require_runtime
+from blurtrack.engine.runtime.mslite.graph import SEARCH_PARTS
 from blurtrack.engine.runtime.mslite.official import OfficialModel
+from blurtrack.engine.runtime.search import PerTargetSearch, SearchNetwork, SplitSearch
+
+log = logging.getLogger(__name__)
 
 
 def open_model(model_file: Path, threads: int, home: Path | None) -> ShimModel | OfficialModel:
@@ -27,17 +33,22 @@ def names_file(ms_path: Path) -> Path:
     return ms_path.with_name(ms_path.name + ".names.json")
 
 
+def search_part_file(ms_path: Path, part: str) -> Path:
+    """Where `blurtrack models convert` puts one part of a split search network (see
+    graph.SearchSplit): search.ms -> search.features.ms, search.correlation.ms, search.head.ms."""
+    return ms_path.with_name(f"{ms_path.stem}.{part}.ms")
+
+
 class MindSporeLiteSession(ModelSession):
-    """`weights_are_inputs`: the network convolves with weights fed as inputs (the Siamese
+    """`weight_inputs`: the inputs the network convolves with as weights (the Siamese
     correlation). Lite 2.0's CPU convolution packs such a weight on the first predict and keeps it,
     so a new template would be ignored; the model is rebuilt whenever those inputs change
     (measured: a wrong box from the second sequence on, without this)."""
 
-    def __init__(self, open_model, renames: dict[str, dict[str, str]], weights_are_inputs: bool = False):
+    def __init__(self, open_model, renames: dict[str, dict[str, str]], weight_inputs: Collection[str] = ()):
         self._open_model = open_model
         model = open_model()
         self._model = model
-        self._weights_are_inputs = weights_are_inputs
         self._last_weights: list[np.ndarray] | None = None
         # One MindSpore Lite Model must not run predict from two threads at once.
         self._lock = threading.Lock()
@@ -45,6 +56,7 @@ class MindSporeLiteSession(ModelSession):
         self.input_names = [in_map.get(name, name) for name, _ in model.inputs]
         self.output_names = [out_map.get(name, name) for name, _ in model.outputs]
         self._input_shapes = [shape for _, shape in model.inputs]
+        self._weight_indices = [i for i, name in enumerate(self.input_names) if name in weight_inputs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in inputs]
@@ -57,14 +69,12 @@ class MindSporeLiteSession(ModelSession):
                 raise ValueError(f"input {name!r} has shape {array.shape}, the network expects {shape}")
             arrays.append(array)
         with self._lock:
-            if self._weights_are_inputs:
-                self._rebuild_if_weights_changed(arrays)
+            if self._weight_indices:
+                self._rebuild_if_weights_changed([arrays[i] for i in self._weight_indices])
             outputs = self._model.predict(arrays)
         return dict(zip(self.output_names, outputs))
 
-    def _rebuild_if_weights_changed(self, arrays: list[np.ndarray]) -> None:
-        # every input but the image (the first) is a template-derived weight
-        weights = arrays[1:]
+    def _rebuild_if_weights_changed(self, weights: list[np.ndarray]) -> None:
         if self._last_weights is not None and all(np.array_equal(a, b) for a, b in zip(weights, self._last_weights)):
             return
         if self._last_weights is not None:
@@ -75,8 +85,6 @@ class MindSporeLiteSession(ModelSession):
 class MindSporeLiteBackend(Backend):
     name = "mslite"
     model_format = "ms"
-    # A new template means a model rebuild (see MindSporeLiteSession): give each tracker its own.
-    weight_inputs_shareable = False
 
     def __init__(self, threads: int = 2, home: Path | None = None):
         super().__init__(threads)
@@ -90,12 +98,38 @@ class MindSporeLiteBackend(Backend):
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "runtime": f"MindSpore Lite ({self.kind})"}
 
-    def load(self, model_file: Path, *, weights_are_inputs: bool = False) -> ModelSession:
+    def load(self, model_file: Path, *, weight_inputs: Collection[str] = (), threads: int | None = None) -> ModelSession:
+        model_file = self._existing(model_file)
+        sidecar = names_file(model_file)
+        renames = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        opener = functools.partial(open_model, model_file, threads or self.threads, self.home)
+        return MindSporeLiteSession(opener, renames, weight_inputs=weight_inputs)
+
+    def load_search(self, model_file: Path, image_input: str) -> SearchNetwork:
+        """Lite keeps a convolution's first weights (see MindSporeLiteSession), so one whole
+        network cannot serve targets in turn. The converted parts can: features and head shared, a
+        correlation per target (on one thread: it is ~0.4 ms of work, and a model's threads stay
+        with it). Without the parts (a bundle converted before they existed), a whole network per
+        target."""
+        model_file = self._existing(model_file)
+        parts = {part: search_part_file(model_file, part) for part in SEARCH_PARTS}
+        if not all(path.is_file() for path in parts.values()):
+            log.warning(
+                "%s has no converted parts: each target gets a whole search network of its own; "
+                "run `blurtrack models convert` to share one among targets",
+                model_file,
+            )
+            return PerTargetSearch(lambda kernels: self.load(model_file, weight_inputs=kernels), image_input)
+        return SplitSearch(
+            self.load(parts["features"]),
+            self.load(parts["head"]),
+            lambda kernels: self.load(parts["correlation"], weight_inputs=kernels, threads=1),
+            image_input,
+        )
+
+    @staticmethod
+    def _existing(model_file: Path) -> Path:
         model_file = Path(model_file)
         if model_file.suffix != ".ms" or not model_file.is_file():
             raise ModelNotFoundError(f"MindSpore Lite model {model_file} not found: {CONVERT_HINT}")
-        sidecar = names_file(model_file)
-        renames = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        return MindSporeLiteSession(
-            functools.partial(open_model, model_file, self.threads, self.home), renames, weights_are_inputs=weights_are_inputs
-        )
+        return model_file

@@ -7,14 +7,15 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from blurtrack.engine.errors import BlurtrackError, ModelNotFoundError
-from blurtrack.engine.runtime.mslite.backend import names_file, open_model
+from blurtrack.engine.runtime.mslite.backend import names_file, open_model, search_part_file
 from blurtrack.engine.runtime.mslite.binding import shim_error, shim_library
 from blurtrack.engine.runtime.mslite.detect import official_module, require_runtime
-from blurtrack.engine.runtime.mslite.graph import lite_compatible, match_names, onnx_specs
+from blurtrack.engine.runtime.mslite.graph import lite_compatible, match_names, onnx_specs, split_search
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,27 @@ def convert_model(onnx_path: Path, ms_path: Path, no_fusion: bool = False, home:
     return ms_path
 
 
+def convert_search_parts(
+    onnx_path: Path, ms_path: Path, image_input: str, no_fusion: bool = False, home: Path | None = None
+) -> list[Path]:
+    """Cuts the search network around its correlations (graph.split_search) and converts each part
+    next to `ms_path` (backend.search_part_file), so Lite can share features and head among targets."""
+    import onnx
+
+    split = split_search(onnx.load(str(onnx_path)), image_input)
+    written = []
+    with tempfile.TemporaryDirectory(prefix=".split-", dir=ms_path.parent) as work:
+        for part, model in split.parts().items():
+            source = Path(work) / f"{ms_path.stem}.{part}.onnx"
+            onnx.save(model, str(source))
+            written.append(convert_model(source, search_part_file(ms_path, part), no_fusion, home))
+    return written
+
+
 def convert_bundle(bundle: Any, home: Path | None = None) -> list[Path]:
-    """Converts every network of a bundle (a Bundle, its name or folder) to .ms. Networks without an
-    `ms` file name get `<onnx stem>.ms`, and the manifest is saved with it."""
+    """Converts every network of a bundle (a Bundle, its name or folder) to .ms, and the search
+    network's parts besides. Networks without an `ms` file name get `<onnx stem>.ms`, and the
+    manifest is saved with it."""
     from blurtrack.engine.manifest import Bundle, load_bundle
 
     if not isinstance(bundle, Bundle):
@@ -119,6 +138,9 @@ def convert_bundle(bundle: Any, home: Path | None = None) -> list[Path]:
             net.ms, named = f"{Path(net.onnx).stem}.ms", True
         log.info("converting %s network %s -> %s%s", role, net.onnx, net.ms, " (fusion off)" * net.convert_no_fusion)
         written.append(convert_model(bundle.path(net.onnx), bundle.path(net.ms), net.convert_no_fusion, home))
+        if role == "search":
+            image = bundle.manifest.search_image_input
+            written += convert_search_parts(bundle.path(net.onnx), bundle.path(net.ms), image, net.convert_no_fusion, home)
     if named:
         bundle.save()
     return written

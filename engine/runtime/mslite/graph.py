@@ -3,6 +3,7 @@ converted tensor is which ONNX one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,71 @@ def lite_compatible(onnx_path: Path) -> Any | None:
         graph.node.insert(index, helper.make_node("Mul", [node.input[0], gate], list(node.output), name=node.name))
         graph.node.insert(index, helper.make_node("HardSigmoid", [node.input[0]], [gate], alpha=1 / 6, beta=0.5))
     return model
+
+
+SEARCH_PARTS = ("features", "correlation", "head")
+
+
+@dataclass(frozen=True)
+class SearchSplit:
+    """The search network cut around its correlations, so the parts with fixed weights can be one
+    shared model and only the correlation takes per-target kernels.
+
+    features:    image -> the correlations' data inputs (and any image-side tensor the head reads)
+    correlation: those data inputs + the kernel inputs -> the correlation outputs (with whatever the
+                 graph does to the kernels first, e.g. a reshape)
+    head:        the correlation outputs (+ the image-side tensors it reads) -> the network outputs
+    """
+
+    features: Any
+    correlation: Any
+    head: Any
+
+    def parts(self) -> dict[str, Any]:
+        return {part: getattr(self, part) for part in SEARCH_PARTS}
+
+
+def split_search(model: Any, image_input: str) -> SearchSplit:
+    """Cuts a search network (ONNX ModelProto) whose non-image inputs reach the graph only as
+    convolution weights. Raises BlurtrackError, saying which node, when a kernel input reaches
+    anything else."""
+    from onnx import shape_inference
+    from onnx.utils import Extractor
+
+    model = shape_inference.infer_shapes(model)  # the cut tensors need shapes as new inputs / outputs
+    graph = model.graph
+    constant = {t.name for t in graph.initializer}
+    kernels = {i.name for i in graph.input if i.name not in constant and i.name != image_input}
+    if not kernels:
+        raise BlurtrackError(f"search network has no kernel inputs besides {image_input!r}: nothing to split")
+    side: dict[str, str] = {image_input: "image", **{name: "kernel" for name in kernels}}
+    correlations = []
+    for node in graph.node:
+        sides = {side[name] for name in node.input if name and name not in constant}
+        if not sides:
+            constant.update(node.output)
+            continue
+        if node.op_type == "Conv" and sides == {"image", "kernel"} and side.get(node.input[1]) == "kernel":
+            correlations.append(node)
+            kind = "head"
+        elif "kernel" in sides and sides != {"kernel"}:
+            raise BlurtrackError(
+                f"cannot split the search network: node {node.name!r} ({node.op_type}) mixes a kernel input with other data"
+            )
+        else:
+            kind = "head" if "head" in sides else sides.pop()
+        side.update({name: kind for name in node.output})
+    outputs = [o.name for o in graph.output]
+    if any(side.get(name) != "head" for name in outputs):
+        raise BlurtrackError(f"cannot split the search network: not every output of {outputs} comes after a correlation")
+    correlation_inputs = [node.input[0] for node in correlations]
+    head_nodes = [n for n in graph.node if side.get(n.output[0]) == "head" and n not in correlations]
+    head_reads = [name for n in head_nodes for name in n.input if side.get(name) == "image"]
+    features = list(dict.fromkeys(correlation_inputs + head_reads))
+    correlated = [node.output[0] for node in correlations]
+    extractor = Extractor(model)
+    return SearchSplit(
+        features=extractor.extract_model([image_input], features),
+        correlation=extractor.extract_model(list(dict.fromkeys(correlation_inputs)) + sorted(kernels), correlated),
+        head=extractor.extract_model(correlated + list(dict.fromkeys(head_reads)), outputs),
+    )
