@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from blurtrack.engine.geometry import Box, iou
 from blurtrack.engine.manifest import load_bundle
 from blurtrack.engine.pipeline import Pipeline
 from blurtrack.engine.runtime import get_backend
+from blurtrack.engine.runtime.base import ModelSession
 from blurtrack.models.render import render_moving_target
 
 
@@ -161,9 +163,10 @@ def with_gate(tracker, **policy):
 def test_rescue_looks_again_deblurred_and_keeps_the_surer_answer(pipeline):
     seq = render_moving_target(30, step=(6.0, 3.0), seed=7)
     plain = run_sequence(pipeline.new_tracker(deblur="off"), seq)
-    # the blur gate shut: with rescue off, auto is the same as off, box for box
+    # the blur gate shut: with rescue off, auto is the same as off, box for box and score for
+    # score (the template too is the exemplar crop itself, not the centre of a search-sized one)
     shut = run_sequence(with_gate(pipeline.new_tracker(deblur="auto"), blur_threshold=0.0, rescue_score=0.0), seq)
-    assert [r.box for r in shut] == [r.box for r in plain] and not any(r.deblurred for r in shut)
+    assert [(r.box, r.score) for r in shut] == [(r.box, r.score) for r in plain] and not any(r.deblurred for r in shut)
 
     # rescue above every score: each frame is also tracked deblurred, and the answer kept is the
     # one the tracker ranks higher (pscore) of the two it saw
@@ -188,6 +191,43 @@ def test_rescue_looks_again_deblurred_and_keeps_the_surer_answer(pipeline):
     # `off` never deblurs, whatever the gate says
     never = run_sequence(with_gate(pipeline.new_tracker(deblur="off"), rescue_score=1.0), seq)
     assert not any(r.deblurred for r in never)
+
+
+def test_a_template_the_gate_passes_is_the_exemplar_crop_itself(pipeline):
+    # auto with the gate shut must start from the very template `off` starts from (the centre of
+    # a search-sized crop differs from the exemplar crop by a grey level here and there).
+    seq = render_moving_target(2, seed=7)
+    box = (93.37, 67.26, 40.37, 40.0)
+    network = pipeline.networks.template
+    templates = []
+
+    class Recorded(ModelSession):
+        input_names, output_names = network.input_names, network.output_names
+
+        def run(self, inputs):
+            templates.append(next(iter(inputs.values())))
+            return network.run(inputs)
+
+    for mode in ("off", "auto"):
+        tracker = with_gate(pipeline.new_tracker(deblur=mode), blur_threshold=0.0)
+        tracker.nets = replace(tracker.nets, template=Recorded())
+        assert tracker.init(seq.frames[0], box).deblurred is False
+    np.testing.assert_array_equal(templates[0], templates[1])
+
+
+def test_the_input_tensor_and_the_pad_colour_are_numpys_to_the_bit(pipeline):
+    # The tracker's faster paths (cv2.split into the tensor's planes, cv2.sumElems for the mean)
+    # against the plain numpy definitions.
+    seq = render_moving_target(2, seed=9)
+    frame = seq.frames[0]
+    tracker = pipeline.new_tracker(deblur="off")
+    tracker.init(frame, seq.boxes[0])
+    np.testing.assert_array_equal(tracker.channel_mean, frame.mean(axis=(0, 1)))
+    crop = frame[10:137, 20:147]
+    want = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
+    got = tracker.nets.to_input(crop)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
 
 
 def test_grey_and_bgra_frames_are_accepted(pipeline):
