@@ -4,17 +4,21 @@ frame with N sessions taking turns, for each way of running the search network, 
     python scripts/bench_sessions.py [--bundle blurtrack-effnet-eca] [--sessions 1 4 16] [--rounds 3]
     python scripts/bench_sessions.py --baseline ../main      # also the code of another checkout
 
-Variants (each measured in a fresh child process, rounds interleaved so a slow phase of the host
-hits all of them alike):
+Variants:
   mslite parts        MindSpore Lite, features and head shared, a correlation per session (default)
+  mslite ort-correlation  the same parts, but one ONNX Runtime correlation shared by all sessions
+                      (kernels as plain inputs: nothing per session but the kernels)
   mslite whole-each   MindSpore Lite, a whole search network per session (the layout before parts)
-  onnxruntime         ONNX Runtime, one whole search network shared
-  baseline <backend>  --baseline: the other checkout's code with its own defaults, on the same
+  onnxruntime shared  ONNX Runtime, one whole search network shared
+  <backend> baseline  --baseline: the other checkout's code with its own defaults, on the same
                       model files (BLURTRACK_MODELS_DIR points both at this checkout's bundles)
 
-Every session tracks the same real clip (default ../shared/data/real/Crossing), frames interleaved
-across sessions as a server takes them. MB/session = (RSS after N inits - RSS before) / N.
-Engine ms/frame = the median of TrackResult.timings["total"] (crop, deblur gate, networks, post).
+Every session tracks the same real clip (default ../shared/data/real/Crossing). MB/session =
+(RSS after N sessions have started and tracked a frame - RSS before) / N, each variant in a fresh
+process. Engine ms/frame = the median of TrackResult.timings["total"] (crop, blur gate, networks,
+post) over all rounds: one process per checkout and round holds all its variants and steps them
+frame by frame (each variant's N sessions in turn, as a server takes them), so a slow phase of the
+host hits every variant alike; rounds alternate between the checkouts.
 """
 
 from __future__ import annotations
@@ -39,13 +43,10 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(variant: str, backend: str, sessions: int, bundle: str, clip: str, threads: int) -> dict:
-    """Runs in the child: N sessions on one pipeline, their memory and their engine time."""
-    from blurtrack.engine.otb import load_sequence
+def make_pipeline(variant: str, backend: str, bundle: str, threads: int):
+    """The bundle's pipeline with its search network in the variant's layout."""
     from blurtrack.engine.pipeline import Pipeline
 
-    seq = load_sequence(clip)
-    frames = [seq.read_frame(i) for i in range(len(seq))]
     pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
     if variant == "whole-each":
         from blurtrack.engine.runtime.search import PerTargetSearch
@@ -55,23 +56,62 @@ def measure(variant: str, backend: str, sessions: int, bundle: str, clip: str, t
         pipeline.networks.search = PerTargetSearch(
             lambda kernels: load(search_file, weight_inputs=kernels), pipeline.bundle.manifest.search_image_input
         )
-    warm = pipeline.new_tracker()  # the first calls of a runtime allocate; keep them out of both numbers
-    warm.init(frames[0], tuple(seq.init_box))
-    for frame in frames[1:4]:
-        warm.track(frame)
-    before = rss_mb()
+    if variant == "ort-correlation":  # the alternative to a correlation model per session
+        import onnx
+
+        from blurtrack.engine.runtime.mslite.graph import split_search
+        from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        manifest = pipeline.bundle.manifest
+        split = split_search(onnx.load(str(pipeline.bundle.path(manifest.search.onnx))), manifest.search_image_input)
+        correlation = Path(tempfile.mkdtemp()) / "correlation.onnx"
+        onnx.save(split.correlation, str(correlation))
+        shared = OnnxRuntimeBackend(threads=1).load(correlation)
+        pipeline.networks.search.open_correlation = lambda kernels: shared
+    return pipeline
+
+
+def start_sessions(pipeline, sessions: int, seq, frames) -> list:
+    """N sessions on the pipeline, each started and one frame in."""
     trackers = [pipeline.new_tracker() for _ in range(sessions)]
     for tracker in trackers:
         tracker.init(frames[0], tuple(seq.init_box))
-        tracker.track(frames[1])  # a session's buffers exist once it has tracked a frame
-    per_session = (rss_mb() - before) / sessions
-    total, network = [], []
+        tracker.track(frames[1])
+    return trackers
+
+
+def memory_child(variant: str, backend: str, sessions: int, bundle: str, clip: str, threads: int) -> dict:
+    from blurtrack.engine.otb import load_sequence
+
+    seq = load_sequence(clip)
+    frames = [seq.read_frame(i) for i in range(5)]
+    pipeline = make_pipeline(variant, backend, bundle, threads)
+    (warm,) = start_sessions(pipeline, 1, seq, frames)
     for frame in frames[2:]:
-        for tracker in trackers:
-            timings = tracker.track(frame).timings
-            total.append(timings["total"])
-            network.append(timings["track"])
-    return {"mb_per_session": per_session, "engine_ms": float(np.median(total)), "network_ms": float(np.median(network))}
+        warm.track(frame)  # a runtime's first calls allocate for good: keep them out
+    before = rss_mb()
+    trackers = start_sessions(pipeline, sessions, seq, frames)
+    grown = rss_mb() - before
+    return {"mb_per_session": grown / len(trackers)}
+
+
+def time_child(variants: list, sessions: int, bundle: str, clip: str, threads: int, frames_each: int) -> dict:
+    from blurtrack.engine.otb import load_sequence
+
+    seq = load_sequence(clip)
+    frames = [seq.read_frame(i) for i in range(min(len(seq), frames_each + 2))]
+    runs = {
+        f"{backend} {variant}": start_sessions(make_pipeline(variant, backend, bundle, threads), sessions, seq, frames)
+        for variant, backend in variants
+    }
+    times: dict[str, dict[str, list[float]]] = {name: {"engine": [], "network": []} for name in runs}
+    for frame in frames[2:]:
+        for name, trackers in runs.items():
+            for tracker in trackers:
+                timings = tracker.track(frame).timings
+                times[name]["engine"].append(timings["total"])
+                times[name]["network"].append(timings["track"])
+    return times
 
 
 def package_root(checkout: Path, work: Path) -> Path:
@@ -86,15 +126,37 @@ def package_root(checkout: Path, work: Path) -> Path:
     return work
 
 
-def run_child(variant: str, backend: str, sessions: int, args, pythonpath: Path | None) -> dict:
+def run_child(kind: str, spec: list, pythonpath: Path | None) -> dict:
     env = dict(os.environ, BLURTRACK_MODELS_DIR=str(REPO / "models" / "weights"))
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    spec = json.dumps([variant, backend, sessions, args.bundle, str(args.clip), args.threads])
-    result = subprocess.run([sys.executable, __file__, "--child", spec], env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, __file__, kind, json.dumps(spec)], env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"{variant} {backend} x{sessions} failed:\n{result.stderr[-2000:]}")
+        raise SystemExit(f"{kind} {spec} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench(sessions: int, trees: dict[Path | None, list[tuple[str, str]]], args) -> None:
+    memory = {
+        f"{backend} {variant}": run_child(
+            "--memory", [variant, backend, sessions, args.bundle, str(args.clip), args.threads], tree
+        )
+        for tree, variants in trees.items()
+        for variant, backend in variants
+    }
+    times: dict[str, dict[str, list[float]]] = {}
+    for _ in range(args.rounds):
+        for tree, variants in trees.items():
+            spec = [variants, sessions, args.bundle, str(args.clip), args.threads, args.frames]
+            for name, got in run_child("--time", spec, tree).items():
+                for key, values in got.items():
+                    times.setdefault(name, {}).setdefault(key, []).extend(values)
+    first = float(np.median(next(iter(times.values()))["engine"]))
+    for name, got in times.items():
+        engine, network = float(np.median(got["engine"])), float(np.median(got["network"]))
+        print(
+            f"{name:<26} {sessions:>8} {memory[name]['mb_per_session']:>10.2f} {engine:>15.2f} {network:>10.2f} {engine / first:>14.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,35 +164,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", default="blurtrack-effnet-eca")
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="an OTB-layout sequence folder")
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per variant; the median is shown")
+    parser.add_argument("--rounds", type=int, default=3, help="timing processes per checkout, alternated")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=40, help="frames each session tracks per round (the clip's first ones)")
     parser.add_argument("--baseline", type=Path, help="another checkout of this repository to measure alongside")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", help=argparse.SUPPRESS)
+    parser.add_argument("--time", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(measure(*json.loads(args.child))))
+    if args.memory or args.time:
+        result = memory_child(*json.loads(args.memory)) if args.memory else time_child(*json.loads(args.time))
+        print(json.dumps(result))
         return 0
-    variants = [("parts", "mslite", None), ("whole-each", "mslite", None), ("shared", "onnxruntime", None)]
+    trees: dict[Path | None, list[tuple[str, str]]] = {
+        None: [("parts", "mslite"), ("ort-correlation", "mslite"), ("whole-each", "mslite"), ("shared", "onnxruntime")]
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline:
-            root = package_root(args.baseline.resolve(), Path(tmp))
-            variants += [("baseline", "mslite", root), ("baseline", "onnxruntime", root)]
-        print(f"bundle {args.bundle}, clip {args.clip.name}, {args.threads} threads; median of {args.rounds} rounds")
+            trees[package_root(args.baseline.resolve(), Path(tmp))] = [("baseline", "mslite"), ("baseline", "onnxruntime")]
         print(
-            f"{'variant':<24} {'sessions':>8} {'MB/session':>10} {'engine ms/frame':>15} {'network ms':>10} {'engine / first':>14}"
+            f"bundle {args.bundle}, clip {args.clip.name} ({args.frames} frames a session a round), "
+            f"{args.threads} threads, {args.rounds} rounds"
+        )
+        print(
+            f"{'variant':<26} {'sessions':>8} {'MB/session':>10} {'engine ms/frame':>15} {'network ms':>10} {'engine / first':>14}"
         )
         for sessions in args.sessions:
-            runs: dict[tuple[str, str], list[dict]] = {(v, b): [] for v, b, _ in variants}
-            for _ in range(args.rounds):
-                for variant, backend, path in variants:
-                    runs[(variant, backend)].append(run_child(variant, backend, sessions, args, path))
-            rows = {key: {m: float(np.median([r[m] for r in results])) for m in results[0]} for key, results in runs.items()}
-            first = next(iter(rows.values()))["engine_ms"]
-            for (variant, backend), row in rows.items():
-                print(
-                    f"{backend + ' ' + variant:<24} {sessions:>8} {row['mb_per_session']:>10.2f} "
-                    f"{row['engine_ms']:>15.2f} {row['network_ms']:>10.2f} {row['engine_ms'] / first:>14.2f}"
-                )
+            bench(sessions, trees, args)
     return 0
 
 
