@@ -5,7 +5,10 @@ against torch on random crops, and writes manifest.json through engine.manifest.
 correlation kernels are graph inputs (the template net's outputs). The MindSpore Lite converter
 keeps its fusion passes on for it: the reshapes around each correlation keep its ConvConvFusion
 (which crashes on a conv whose weight is an input) away, and fusion makes the search net about 1.14x
-as fast (`scripts/bench_runtimes.py --fusion-study`).
+as fast (`scripts/bench_runtimes.py --fusion-study`). `blurtrack models convert` also cuts search.onnx
+where the kernels come in (engine/runtime/mslite/graph.py), so MindSpore Lite shares the search
+features among sessions; the export needs nothing for that beyond keeping the kernels convolution
+weights.
 """
 
 from __future__ import annotations

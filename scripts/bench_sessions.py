@@ -5,9 +5,9 @@ frame with N sessions taking turns, for each way of running the search network, 
     python scripts/bench_sessions.py --baseline ../main      # also the code of another checkout
 
 Variants:
-  mslite parts        MindSpore Lite, features and head shared, a correlation per session (default)
-  mslite ort-correlation  the same parts, but one ONNX Runtime correlation shared by all sessions
-                      (kernels as plain inputs: nothing per session but the kernels)
+  mslite parts        MindSpore Lite, the features shared, a small head per session (the default)
+  mslite ort-head     the same features, and one ONNX Runtime head shared by all sessions (it takes
+                      the kernels as plain inputs: nothing per session but the kernels)
   mslite whole-each   MindSpore Lite, a whole search network per session (the layout before parts)
   onnxruntime shared  ONNX Runtime, one whole search network shared
   <backend> baseline  --baseline: the other checkout's code with its own defaults, on the same
@@ -56,7 +56,7 @@ def make_pipeline(variant: str, backend: str, bundle: str, threads: int):
         pipeline.networks.search = PerTargetSearch(
             lambda kernels: load(search_file, weight_inputs=kernels), pipeline.bundle.manifest.search_image_input
         )
-    if variant == "ort-correlation":  # the alternative to a correlation model per session
+    if variant == "ort-head":  # the alternative to a head per session
         import onnx
 
         from blurtrack.engine.runtime.mslite.graph import split_search
@@ -64,10 +64,10 @@ def make_pipeline(variant: str, backend: str, bundle: str, threads: int):
 
         manifest = pipeline.bundle.manifest
         split = split_search(onnx.load(str(pipeline.bundle.path(manifest.search.onnx))), manifest.search_image_input)
-        correlation = Path(tempfile.mkdtemp()) / "correlation.onnx"
-        onnx.save(split.correlation, str(correlation))
-        shared = OnnxRuntimeBackend(threads=1).load(correlation)
-        pipeline.networks.search.open_correlation = lambda kernels: shared
+        head = Path(tempfile.mkdtemp()) / "head.onnx"
+        onnx.save(split.head, str(head))
+        shared = OnnxRuntimeBackend(threads=1).load(head)
+        pipeline.networks.search.open_head = lambda kernels: shared
     return pipeline
 
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     trees: dict[Path | None, list[tuple[str, str]]] = {
-        None: [("parts", "mslite"), ("ort-correlation", "mslite"), ("whole-each", "mslite"), ("shared", "onnxruntime")]
+        None: [("parts", "mslite"), ("ort-head", "mslite"), ("whole-each", "mslite"), ("shared", "onnxruntime")]
     }
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline:

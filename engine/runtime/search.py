@@ -3,11 +3,12 @@ correlation kernels (the template network's outputs) by `for_target`.
 
 Its non-image inputs are convolution weights. ONNX Runtime takes new weights on every call, so one
 whole network serves every target (`SharedSearch`). MindSpore Lite packs a convolution's weights on
-the first call and keeps them, so there the network runs as three parts cut around the
-correlations (`SplitSearch`): the backbone and neck (nearly all the work) and the head, each one
-model for all targets, and between them the correlations, one small model per target whose
-weights are that target's kernels. `PerTargetSearch` (a whole network per target) is what Lite did
-before the parts existed, and what it still does for a bundle converted without them.
+the first call and keeps them, so there the network runs in two parts cut where the kernels come in
+(`SplitSearch`): the features (backbone and neck, nearly all the work), one model for all targets,
+and the head (the depthwise correlations and the RPN head after them), a small model per target
+whose correlation weights are that target's kernels. `PerTargetSearch` (a whole network per
+target) is what Lite did before the parts existed, and what it still does for a bundle converted
+without them.
 """
 
 from __future__ import annotations
@@ -65,35 +66,27 @@ class PerTargetSearch(SearchNetwork):
 
 
 class SplitSearch(SearchNetwork):
-    """Features and head shared by all targets; the correlations, whose weights are a target's
-    kernels, one small session per target. Runs exactly the whole network's operations."""
+    """The features shared by all targets, a head per target. Runs exactly the whole network's
+    operations: the same outputs, to the bit on MindSpore Lite."""
 
-    def __init__(
-        self,
-        features: ModelSession,
-        head: ModelSession,
-        open_correlation: OpenSession,
-        image_input: str,
-    ):
+    def __init__(self, features: ModelSession, open_head: OpenSession, image_input: str):
         super().__init__(image_input)
-        self.features, self.head, self.open_correlation = features, head, open_correlation
+        self.features, self.open_head = features, open_head
 
     def for_target(self, kernels: Kernels) -> TargetSearch:
-        correlation = self.open_correlation(kernels.keys())
-        missing = set(correlation.input_names) - set(self.features.output_names) - set(kernels)
+        head = self.open_head(kernels.keys())
+        from_features = [name for name in head.input_names if name not in kernels]
+        missing = set(from_features) - set(self.features.output_names)
         if missing:
-            raise KeyError(f"the correlation needs inputs {sorted(missing)} that neither the features nor the kernels give")
-        feeds = {name: kernels[name] for name in correlation.input_names if name in kernels}
-        from_features = [name for name in correlation.input_names if name not in kernels]
-        features, head = self.features, self.head
-        image_feeds: dict[str, np.ndarray] = {}
+            raise KeyError(f"the search head needs inputs {sorted(missing)} that neither the features nor the kernels give")
+        feeds = {name: kernels[name] for name in head.input_names if name in kernels}
+        features, image_feeds = self.features, {}
 
         def run(image: np.ndarray) -> Outputs:
             image_feeds[self.image_input] = image
             found = features.run(image_feeds)
             for name in from_features:
                 feeds[name] = found[name]
-            found.update(correlation.run(feeds))
-            return head.run({name: found[name] for name in head.input_names})
+            return head.run(feeds)
 
         return run

@@ -176,7 +176,7 @@ def _write_bundle(root: Path) -> Path:
 def test_convert_bundle_names_files_and_runs_end_to_end(tmp_path, ms_backend, ort_backend):
     root = _write_bundle(tmp_path / "mini")
     written = convert_bundle(root)
-    parts = [root / f"search.{part}.ms" for part in ("features", "correlation", "head")]
+    parts = [root / f"search.{part}.ms" for part in ("features", "head")]
     assert written == [root / "template.ms", root / "search.ms", *parts]
     bundle = load_bundle(root)  # the manifest was saved with the new file names
     assert (bundle.manifest.template.ms, bundle.manifest.search.ms) == ("template.ms", "search.ms")

@@ -1,6 +1,6 @@
-"""One search network per pipeline on MindSpore Lite: the converted parts (features, correlation,
-head) give exactly the whole network's outputs on real frames, targets take turns on one set of
-shared parts, and trackers follow the same path as with a whole network each."""
+"""One search network per pipeline on MindSpore Lite: the converted parts (the shared features, a
+head per target) give exactly the whole network's outputs on real frames, targets take turns on
+the shared features, and trackers follow the same path as with a whole network each."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_the_parts_give_the_whole_networks_outputs_on_real_frames(name, clips, m
                 np.testing.assert_array_equal(got[key], want[key])
 
 
-def test_targets_take_turns_on_one_set_of_shared_parts(clips, mslite_runtime):
+def test_targets_take_turns_on_the_shared_features(clips, mslite_runtime):
     bundle = load_bundle(BUNDLE)
     m = bundle.manifest
     ms, ort = MindSporeLiteBackend(threads=1), OnnxRuntimeBackend(threads=1)
@@ -105,7 +105,7 @@ def test_trackers_share_the_parts_and_follow_the_path_of_a_network_each(clips, m
 def test_a_bundle_converted_without_the_parts_gives_each_target_a_whole_network(tmp_path, clips, caplog, mslite_runtime):
     source = load_bundle(BUNDLE)
     copy = tmp_path / BUNDLE
-    shutil.copytree(source.root, copy, ignore=shutil.ignore_patterns("search.*.ms*"))
+    shutil.copytree(source.root, copy, ignore=shutil.ignore_patterns("search.*.ms*", "*.npz"))
     with caplog.at_level(logging.WARNING):
         pipeline = Pipeline.from_bundle(copy, backend="mslite", threads=1)
     assert isinstance(pipeline.networks.search, PerTargetSearch)

@@ -13,9 +13,9 @@ so sessions are always fed and read by the ONNX names.
 
 Lite packs a convolution's weights on its first call and keeps them, so a search network fed
 different targets' kernels in turn would answer with the first target's. Conversion therefore also
-cuts the search network around its correlations (`search.features.ms`, `search.correlation.ms`,
-`search.head.ms`): features and head are loaded once and shared by every target, the small
-correlation once per target (see engine/runtime/search.py).
+cuts the search network where the kernels come in (`search.features.ms`, `search.head.ms`): the
+features are loaded once and shared by every target, the small head (correlations and RPN head)
+once per target (see engine/runtime/search.py).
 
 One module per job: `detect` (which runtime is here), `binding` (the shim through ctypes),
 `official` (the official package), `backend` (sessions and the Backend over either), `graph`

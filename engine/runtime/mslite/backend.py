@@ -35,7 +35,7 @@ def names_file(ms_path: Path) -> Path:
 
 def search_part_file(ms_path: Path, part: str) -> Path:
     """Where `blurtrack models convert` puts one part of a split search network (see
-    graph.SearchSplit): search.ms -> search.features.ms, search.correlation.ms, search.head.ms."""
+    graph.SearchSplit): search.ms -> search.features.ms, search.head.ms."""
     return ms_path.with_name(f"{ms_path.stem}.{part}.ms")
 
 
@@ -107,10 +107,10 @@ class MindSporeLiteBackend(Backend):
 
     def load_search(self, model_file: Path, image_input: str) -> SearchNetwork:
         """Lite keeps a convolution's first weights (see MindSporeLiteSession), so one whole
-        network cannot serve targets in turn. The converted parts can: features and head shared, a
-        correlation per target (on one thread: it is ~0.4 ms of work, and a model's threads stay
-        with it). Without the parts (a bundle converted before they existed), a whole network per
-        target."""
+        network cannot serve targets in turn. The converted parts can: the features shared, a head
+        per target (its correlations' weights are the target's kernels; on one thread: it is about
+        1 ms of work, and a model's threads stay with it). Without the parts (a bundle converted
+        before they existed), a whole network per target."""
         model_file = self._existing(model_file)
         parts = {part: search_part_file(model_file, part) for part in SEARCH_PARTS}
         if not all(path.is_file() for path in parts.values()):
@@ -122,8 +122,7 @@ class MindSporeLiteBackend(Backend):
             return PerTargetSearch(lambda kernels: self.load(model_file, weight_inputs=kernels), image_input)
         return SplitSearch(
             self.load(parts["features"]),
-            self.load(parts["head"]),
-            lambda kernels: self.load(parts["correlation"], weight_inputs=kernels, threads=1),
+            lambda kernels: self.load(parts["head"], weight_inputs=kernels, threads=1),
             image_input,
         )
 

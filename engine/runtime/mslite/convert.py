@@ -110,8 +110,9 @@ def convert_model(onnx_path: Path, ms_path: Path, no_fusion: bool = False, home:
 def convert_search_parts(
     onnx_path: Path, ms_path: Path, image_input: str, no_fusion: bool = False, home: Path | None = None
 ) -> list[Path]:
-    """Cuts the search network around its correlations (graph.split_search) and converts each part
-    next to `ms_path` (backend.search_part_file), so Lite can share features and head among targets."""
+    """Cuts the search network where the target's kernels come in (graph.split_search) and converts
+    each part next to `ms_path` (backend.search_part_file), so Lite can share the features among
+    targets."""
     import onnx
 
     split = split_search(onnx.load(str(onnx_path)), image_input)

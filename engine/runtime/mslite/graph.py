@@ -80,22 +80,21 @@ def lite_compatible(onnx_path: Path) -> Any | None:
     return model
 
 
-SEARCH_PARTS = ("features", "correlation", "head")
+SEARCH_PARTS = ("features", "head")
 
 
 @dataclass(frozen=True)
 class SearchSplit:
-    """The search network cut around its correlations, so the parts with fixed weights can be one
-    shared model and only the correlation takes per-target kernels.
+    """The search network cut where the target's kernels come in, so the part that sees only the
+    image can be one model shared by every target.
 
-    features:    image -> the correlations' data inputs (and any image-side tensor the head reads)
-    correlation: those data inputs + the kernel inputs -> the correlation outputs (with whatever the
-                 graph does to the kernels first, e.g. a reshape)
-    head:        the correlation outputs (+ the image-side tensors it reads) -> the network outputs
+    features: image -> the image-side tensors that the rest reads (for the shipped bundles the two
+              adjusted search feature maps the correlations take)
+    head:     those tensors + the kernel inputs -> the network outputs: the depthwise correlations
+              (whatever the graph does to the kernels first, e.g. a reshape) and the RPN head after
     """
 
     features: Any
-    correlation: Any
     head: Any
 
     def parts(self) -> dict[str, Any]:
@@ -112,37 +111,29 @@ def split_search(model: Any, image_input: str) -> SearchSplit:
     model = shape_inference.infer_shapes(model)  # the cut tensors need shapes as new inputs / outputs
     graph = model.graph
     constant = {t.name for t in graph.initializer}
-    kernels = {i.name for i in graph.input if i.name not in constant and i.name != image_input}
+    kernels = [i.name for i in graph.input if i.name not in constant and i.name != image_input]
     if not kernels:
         raise BlurtrackError(f"search network has no kernel inputs besides {image_input!r}: nothing to split")
-    side: dict[str, str] = {image_input: "image", **{name: "kernel" for name in kernels}}
-    correlations = []
+    side: dict[str, str] = {image_input: "image", **dict.fromkeys(kernels, "kernel")}
     for node in graph.node:
         sides = {side[name] for name in node.input if name and name not in constant}
         if not sides:
             constant.update(node.output)
             continue
-        if node.op_type == "Conv" and sides == {"image", "kernel"} and side.get(node.input[1]) == "kernel":
-            correlations.append(node)
-            kind = "head"
-        elif "kernel" in sides and sides != {"kernel"}:
+        correlation = node.op_type == "Conv" and sides == {"image", "kernel"} and side.get(node.input[1]) == "kernel"
+        if "kernel" in sides and sides != {"kernel"} and not correlation:
             raise BlurtrackError(
                 f"cannot split the search network: node {node.name!r} ({node.op_type}) mixes a kernel input with other data"
             )
-        else:
-            kind = "head" if "head" in sides else sides.pop()
-        side.update({name: kind for name in node.output})
+        kind = "head" if correlation or "head" in sides else sides.pop()
+        side.update(dict.fromkeys(node.output, kind))
     outputs = [o.name for o in graph.output]
     if any(side.get(name) != "head" for name in outputs):
         raise BlurtrackError(f"cannot split the search network: not every output of {outputs} comes after a correlation")
-    correlation_inputs = [node.input[0] for node in correlations]
-    head_nodes = [n for n in graph.node if side.get(n.output[0]) == "head" and n not in correlations]
-    head_reads = [name for n in head_nodes for name in n.input if side.get(name) == "image"]
-    features = list(dict.fromkeys(correlation_inputs + head_reads))
-    correlated = [node.output[0] for node in correlations]
+    head_nodes = [n for n in graph.node if side.get(n.output[0]) == "head"]
+    features = list(dict.fromkeys(name for n in head_nodes for name in n.input if side.get(name) == "image"))
     extractor = Extractor(model)
     return SearchSplit(
         features=extractor.extract_model([image_input], features),
-        correlation=extractor.extract_model(list(dict.fromkeys(correlation_inputs)) + sorted(kernels), correlated),
-        head=extractor.extract_model(correlated + list(dict.fromkeys(head_reads)), outputs),
+        head=extractor.extract_model(features + kernels, outputs),
     )
