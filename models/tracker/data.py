@@ -59,23 +59,34 @@ def motion_blur_kernel(length: float, angle_deg: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
+# uint8 -> linear light, as a table: a lookup is ~10x cheaper than np.power on every pixel
+_TO_LINEAR = np.power(np.arange(256, dtype=np.float32) / 255.0, 2.2).astype(np.float32)
+
+
+def channel_mean(img: np.ndarray) -> np.ndarray:
+    """Per-channel mean of a BGR image (cv2.mean: ~20x faster than numpy's strided reduction on uint8)."""
+    return np.asarray(cv2.mean(img)[:3], dtype=np.float64)
+
+
 def motion_blur(img: np.ndarray, length: float, angle_deg: float) -> np.ndarray:
     """Blur in linear light (gamma 2.2), as the GoPro-style averaging of sharp sub-frames does."""
     if length < 1.5:
         return img
-    lin = np.power(img.astype(np.float32) * (1.0 / 255.0), 2.2)
+    lin = _TO_LINEAR[img]
     lin = cv2.filter2D(lin, -1, motion_blur_kernel(length, angle_deg), borderType=cv2.BORDER_REFLECT)
-    return np.clip(np.power(np.clip(lin, 0.0, 1.0), 1.0 / 2.2) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = cv2.pow(np.clip(lin, 0.0, 1.0), 1.0 / 2.2)
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     gain = 1.0 + rng.uniform(-strength, strength, size=3)  # per-channel colour cast
     contrast = 1.0 + rng.uniform(-strength, strength)
     bias = rng.uniform(-20, 20) * strength / 0.2
-    out = img.astype(np.float32) * gain[None, None, :]
-    mean = out.mean()
-    out = (out - mean) * contrast + mean + bias
-    return np.clip(out, 0, 255).astype(np.uint8)
+    mean = float(np.mean(channel_mean(img) * gain))
+    # (v * gain - mean) * contrast + mean + bias is affine per channel: one lookup table per channel
+    values = np.arange(256, dtype=np.float64)[:, None]
+    table = np.clip((values * gain[None, :] - mean) * contrast + mean + bias, 0, 255).astype(np.uint8)
+    return cv2.LUT(img, table.reshape(256, 1, 3))
 
 
 def to_grey(img: np.ndarray) -> np.ndarray:
@@ -306,7 +317,7 @@ def crop_pair(
         box_t[0] + rng.uniform(-c.template_shift, c.template_shift) * px,
         box_t[1] + rng.uniform(-c.template_shift, c.template_shift) * px,
     )
-    mean_t = frame_t.reshape(-1, 3).mean(0)
+    mean_t = channel_mean(frame_t)
     big = crop_square(frame_t, centre_t, s_x_t, INSTANCE, mean_t)
     off = (INSTANCE - EXEMPLAR) // 2
     template = np.ascontiguousarray(big[off : off + EXEMPLAR, off : off + EXEMPLAR])
@@ -331,7 +342,7 @@ def crop_pair(
             if max(abs(moved[0]), abs(moved[1])) <= c.track_centre_max:
                 shift = moved
         centre_s = (box_s[0] - shift[0] / scale, box_s[1] - shift[1] / scale)
-    mean_s = frame_s.reshape(-1, 3).mean(0)
+    mean_s = channel_mean(frame_s)
     search = crop_square(frame_s, centre_s, s_x, INSTANCE, mean_s)
     box = np.array([shift[0], shift[1], box_s[2] * scale, box_s[3] * scale], dtype=np.float32)
 
