@@ -134,7 +134,8 @@ def looped(clip: Clip) -> Iterator[tuple[bytes, bool]]:
 
 # -- the server under test --------------------------------------------------------------------
 def process_memory_mib(pid: int) -> dict[str, float]:
-    """Resident memory of a process now (VmRSS) and at its peak so far (VmHWM), MiB (Linux /proc)."""
+    """Resident memory of a process now (VmRSS) and at its peak so far (VmHWM), MiB (Linux /proc).
+    The kernel updates VmHWM lazily, so a VmRSS sampled earlier can top it by a little."""
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -416,6 +417,7 @@ def engine_alone(bundle: str, backend: str, threads: int, clip: Clip) -> dict[st
         track_ms.append((t2 - t1) * 1e3)
     return {
         "clip": clip.name,
+        "threads": threads,
         "frames": len(track_ms),
         "track_p50_ms": pct(track_ms, 50),
         "track_p95_ms": pct(track_ms, 95),
@@ -525,7 +527,7 @@ def print_header(args: argparse.Namespace, clips: list[Clip], engine: dict, nano
         f"load average now {load[0]:.1f} (other work on the machine slows every number)"
     )
     print(
-        f"engine alone (this process, 1 session, clip {engine['clip']}, {engine['frames']} frames): "
+        f"engine alone (this process, 1 session, {engine['threads']} intra-op threads, clip {engine['clip']}, {engine['frames']} frames): "
         f"track p50 {engine['track_p50_ms']:.2f} ms p95 {engine['track_p95_ms']:.2f} ms, JPEG decode p50 {engine['decode_p50_ms']:.2f} ms"
     )
     print("networks, GFLOPs per call (blurtrack models stats): " + ", ".join(f"{k} {v:.3f}" for k, v in gflops.items()))
