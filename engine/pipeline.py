@@ -12,7 +12,7 @@ from pathlib import Path
 
 from blurtrack.engine.deblur import DeblurMode, Deblurrer
 from blurtrack.engine.errors import ModelNotFoundError
-from blurtrack.engine.manifest import Bundle, NetworkSpec, load_bundle
+from blurtrack.engine.manifest import Bundle, DeblurConfig, NetworkSpec, TrackerConfig, load_bundle
 from blurtrack.engine.runtime import get_backend
 from blurtrack.engine.runtime.base import Backend, ModelSession
 from blurtrack.engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
@@ -59,14 +59,34 @@ class Pipeline:
     def has_deblur(self) -> bool:
         return self.networks.deblurrer.available
 
-    def new_tracker(self, deblur: DeblurMode | None = None, keep_crops: bool = False) -> SiamRPNTracker:
-        """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto)."""
-        networks = self.networks
+    def new_tracker(
+        self,
+        deblur: DeblurMode | None = None,
+        keep_crops: bool = False,
+        *,
+        tracker_config: TrackerConfig | None = None,
+        deblur_policy: DeblurConfig | None = None,
+    ) -> SiamRPNTracker:
+        """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto).
+        `tracker_config` and `deblur_policy` replace the bundle's settings for this tracker alone
+        (tuning builds its candidates so); the loaded networks are shared all the same."""
+        networks = self._networks_with(tracker_config, deblur_policy)
         if not self.backend.weight_inputs_shareable:
             # Sessions interleave frames; a shared search network would be rebuilt at every switch
             # of template, so this tracker gets its own (a ~0.03 s build at init, a few MB).
             networks = replace(networks, search=self._load(self.bundle.manifest.search, weights_are_inputs=True))
         return SiamRPNTracker(networks, deblur=deblur, keep_crops=keep_crops)
+
+    def _networks_with(self, tracker_config: TrackerConfig | None, deblur_policy: DeblurConfig | None) -> TrackerNetworks:
+        if tracker_config is None and deblur_policy is None:
+            return self.networks
+        manifest = self.networks.manifest
+        if tracker_config is not None:
+            manifest = manifest.model_copy(update={"tracker": tracker_config})
+        if deblur_policy is not None:
+            manifest = manifest.model_copy(update={"deblur_policy": deblur_policy})
+        deblurrer = self.networks.deblurrer.with_policy(manifest.deblur_policy)
+        return replace(self.networks, manifest=manifest, deblurrer=deblurrer)
 
     def describe(self) -> dict[str, str]:
         return {

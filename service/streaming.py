@@ -174,6 +174,7 @@ class StreamConnection:
             return False
         if kind == "close":
             return True
+        assert box is not None  # parse_control gives a reinit its box
         self.session.reinit.put(box)  # the next frame processed uses it (service.worker)
         return False
 
