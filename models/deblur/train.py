@@ -177,7 +177,8 @@ class DeblurTrainer:
         self.disc = PatchDiscriminator(cfg.get("disc_width", 32))
         self.perceptual = PerceptualLoss()
         self.opt_g, self.opt_d = self._optimisers()
-        self.step, self.elapsed_before, self.best, self.history = 0, 0.0, -1.0, []
+        self.step, self.elapsed_before, self.best = 0, 0.0, -1.0
+        self.history: list[dict] = []  # one record per epoch
         self.t0 = time.time()
         self.stop = False
         if args.resume:
