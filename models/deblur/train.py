@@ -18,12 +18,14 @@ DIR/metrics.jsonl one line per epoch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -240,12 +242,21 @@ class DeblurTrainer:
             images_dir,
         )
 
-    def _stop_on_signals(self) -> None:
-        def on_signal(signum, _frame):  # finish the step, save, exit
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """Inside, SIGTERM and SIGINT end the run cleanly (the step finishes, the checkpoints are
+        written); the caller's handlers come back after (main() may run inside another program, a
+        test process say, whose forked children must still die on SIGTERM)."""
+
+        def on_signal(signum, _frame):
             self.stop = True
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     # -- training ------------------------------------------------------------------------------
     def train(self) -> None:
@@ -254,7 +265,6 @@ class DeblurTrainer:
             f"budget {self.budget_s / 60:.0f} min, threads {torch.get_num_threads()}, seed {self.seed}",
             flush=True,
         )
-        self._stop_on_signals()
         self.t0 = time.time()
         self.gen.train()
         self.disc.train()
@@ -382,8 +392,9 @@ class DeblurTrainer:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     trainer = DeblurTrainer(load_config(args.config), args)
-    trainer.train()
-    trainer.finish()
+    with trainer.stop_on_signals():
+        trainer.train()
+        trainer.finish()
     return 0
 
 
