@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import cast
 
 import cv2
@@ -100,55 +101,64 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+@dataclass
+class StreamTally:
+    """What a stream brought back: results, errors, reconnects and latencies, printed as they come
+    (results unless `quiet`) and summed up at the end."""
+
+    quiet: bool
+    results: int = 0
+    errors: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    server_ms: list[float] = field(default_factory=list)
+    rtt_ms: list[float] = field(default_factory=list)
+
+    def on_reconnect(self, message: Reconnected) -> None:
+        self.reconnects += 1
+        x, y, w, h = message.box
+        print(
+            f"blurtrack-client: {message.reason}; reconnected (try {message.attempt}): new session "
+            f"{message.session_id} from frame {message.from_index} at box {x:.1f},{y:.1f},{w:.1f},{h:.1f}",
+            file=sys.stderr,
+        )
+
+    def on_error(self, index: int, message: StreamError) -> None:
+        self.errors += 1
+        print(f"frame {index:5d} error {message.code}: {message.message}", file=sys.stderr)
+
+    def on_result(self, index: int, message: Result) -> None:
+        self.results += 1
+        self.dropped = max(self.dropped, message.dropped)
+        if message.seq > 0:
+            self.server_ms.append(message.latency_ms["total"])
+            if message.rtt_ms is not None:
+                self.rtt_ms.append(message.rtt_ms)
+        if not self.quiet:
+            x, y, w, h = message.box
+            print(
+                f"frame {index:5d} seq {message.seq:5d} box {x:7.1f},{y:7.1f},{w:6.1f},{h:6.1f} "
+                f"score {message.score:.3f} {message.state:8s} dropped {message.dropped:4d} "
+                f"server {message.latency_ms.get('total', 0.0):6.1f} ms rtt {message.rtt_ms or 0.0:6.1f} ms"
+            )
+
+    def summary(self) -> str:
+        return (
+            f"{self.results} results, {self.dropped} frames dropped by the server, {self.errors} errors, "
+            f"{self.reconnects} reconnects; server latency p50 {_percentile(self.server_ms, 50):.1f} ms "
+            f"p95 {_percentile(self.server_ms, 95):.1f} ms; "
+            f"round trip p50 {_percentile(self.rtt_ms, 50):.1f} ms p95 {_percentile(self.rtt_ms, 95):.1f} ms"
+        )
+
+
 async def stream_command(args: argparse.Namespace) -> int:
     source = open_source(args.source, max_frames=args.max_frames, encoded=True)  # JPEG/PNG files go as they are
     fps = args.fps or source.fps
     annotator = Annotator(args.out, fps) if args.out else None
     frames = annotator.keep(source.frames) if annotator else source.frames
-    options = {"deblur": args.deblur} if args.deblur else None
-    results, errors, dropped, reconnects = 0, 0, 0, 0
-    server_ms: list[float] = []
-    rtt_ms: list[float] = []
+    tally = StreamTally(quiet=args.quiet)
     try:
-        async with BlurtrackClient(args.server, api_key=args.api_key) as client:
-            track = client.track(
-                frames,
-                args.box,
-                mode=args.mode,
-                fps=fps,
-                options=options,
-                jpeg_quality=args.jpeg_quality,
-                reconnect=args.reconnect,
-            )
-            async for index, message in track:
-                if isinstance(message, Reconnected):
-                    reconnects += 1
-                    x, y, w, h = message.box
-                    print(
-                        f"blurtrack-client: {message.reason}; reconnected (try {message.attempt}): new session "
-                        f"{message.session_id} from frame {message.from_index} at box {x:.1f},{y:.1f},{w:.1f},{h:.1f}",
-                        file=sys.stderr,
-                    )
-                    continue
-                if isinstance(message, StreamError):
-                    errors += 1
-                    print(f"frame {index:5d} error {message.code}: {message.message}", file=sys.stderr)
-                    continue
-                results += 1
-                dropped = max(dropped, message.dropped)
-                if message.seq > 0:
-                    server_ms.append(message.latency_ms["total"])
-                    if message.rtt_ms is not None:
-                        rtt_ms.append(message.rtt_ms)
-                if annotator:
-                    annotator.on_result(index, message)
-                if not args.quiet:
-                    x, y, w, h = message.box
-                    print(
-                        f"frame {index:5d} seq {message.seq:5d} box {x:7.1f},{y:7.1f},{w:6.1f},{h:6.1f} "
-                        f"score {message.score:.3f} {message.state:8s} dropped {message.dropped:4d} "
-                        f"server {message.latency_ms.get('total', 0.0):6.1f} ms rtt {message.rtt_ms or 0.0:6.1f} ms"
-                    )
+        await _stream(args, frames, fps, tally, annotator)
     except StreamLost as exc:
         left = (
             f"{source.total - exc.frames_read} frames left unsent"
@@ -157,8 +167,8 @@ async def stream_command(args: argparse.Namespace) -> int:
         )
         hint = "" if args.reconnect else "; --reconnect N resumes on a new session"
         print(
-            f"blurtrack-client: the stream was lost: {exc}. {results} results received; frames after {exc.last_answered} "
-            f"have no box ({exc.frames_read - 1 - exc.last_answered} sent without an answer), {left}{hint}",
+            f"blurtrack-client: the stream was lost: {exc}. {tally.results} results received; frames after "
+            f"{exc.last_answered} have no box ({exc.frames_read - 1 - exc.last_answered} sent without an answer), {left}{hint}",
             file=sys.stderr,
         )
         return 3
@@ -171,13 +181,32 @@ async def stream_command(args: argparse.Namespace) -> int:
     finally:
         if annotator:
             annotator.close()
-    print(
-        f"{results} results, {dropped} frames dropped by the server, {errors} errors, {reconnects} reconnects; "
-        f"server latency p50 {_percentile(server_ms, 50):.1f} ms p95 {_percentile(server_ms, 95):.1f} ms; "
-        f"round trip p50 {_percentile(rtt_ms, 50):.1f} ms p95 {_percentile(rtt_ms, 95):.1f} ms"
-        + (f"; annotated video: {args.out}" if args.out else "")
-    )
+    print(tally.summary() + (f"; annotated video: {args.out}" if args.out else ""))
     return 0
+
+
+async def _stream(args: argparse.Namespace, frames, fps: float, tally: StreamTally, annotator: Annotator | None) -> None:
+    """Stream `frames` through one session (and its reconnects), tallying every message."""
+    options = {"deblur": args.deblur} if args.deblur else None
+    async with BlurtrackClient(args.server, api_key=args.api_key) as client:
+        track = client.track(
+            frames,
+            args.box,
+            mode=args.mode,
+            fps=fps,
+            options=options,
+            jpeg_quality=args.jpeg_quality,
+            reconnect=args.reconnect,
+        )
+        async for index, message in track:
+            if isinstance(message, Reconnected):
+                tally.on_reconnect(message)
+            elif isinstance(message, StreamError):
+                tally.on_error(index, message)
+            else:
+                if annotator:
+                    annotator.on_result(index, message)
+                tally.on_result(index, message)
 
 
 def main(argv: list[str] | None = None) -> int:

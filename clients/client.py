@@ -291,20 +291,46 @@ class BlurtrackClient:
                 lost.frames_read, lost.last_answered = feed.index + 1, anchor[0]
                 if failures >= reconnect:
                     raise lost from exc
-            # Reconnect: new session on the anchor frame, after a growing pause.
-            while True:
-                failures += 1
-                await asyncio.sleep(min(max_backoff_s, backoff_s * 2 ** (failures - 1)))
-                try:
-                    session = await self.open_session(anchor[1], anchor[2], options, jpeg_quality)
-                    break
-                except (httpx.TransportError, ServerError) as exc:
-                    retryable = not isinstance(exc, ServerError) or exc.status >= 500
-                    if not retryable or failures >= reconnect:
-                        lost.message = f"{lost.message}; reconnecting failed after {failures} tries ({exc})"
-                        raise lost from exc
+            policy = _Reconnect(reconnect, backoff_s, max_backoff_s)
+            session, failures = await self._reopen(anchor, lost, failures, policy, options, jpeg_quality)
             feed.resume(replay=mode == "lockstep")
             yield anchor[0], Reconnected(failures, session.session_id, anchor[0], _box_tuple(anchor[2]), lost.message)
+
+    async def _reopen(
+        self,
+        anchor: tuple[int, Any, BoxLike],
+        lost: StreamLost,
+        failures: int,
+        policy: _Reconnect,
+        options: dict | None,
+        jpeg_quality: int,
+    ) -> tuple[Session, int]:
+        """A new session on the anchor frame (the last one with a box) with its box, after a
+        growing pause, tried as long as `policy` allows; returns it with the failures in a row so
+        far. Gives up with `lost` (its message saying why) on a refusal or the last failed try."""
+        while True:
+            failures += 1
+            await asyncio.sleep(policy.pause_s(failures))
+            try:
+                return await self.open_session(anchor[1], anchor[2], options, jpeg_quality), failures
+            except (httpx.TransportError, ServerError) as exc:
+                retryable = not isinstance(exc, ServerError) or exc.status >= 500
+                if not retryable or failures >= policy.tries:
+                    lost.message = f"{lost.message}; reconnecting failed after {failures} tries ({exc})"
+                    raise lost from exc
+
+
+@dataclass(frozen=True)
+class _Reconnect:
+    """How a lost stream is retried: `tries` times in a row at most, after first_s, 2 x first_s,
+    ... (at most max_s)."""
+
+    tries: int
+    first_s: float
+    max_s: float
+
+    def pause_s(self, failures: int) -> float:
+        return min(self.max_s, self.first_s * 2 ** (failures - 1))
 
 
 class StreamLost(Exception):

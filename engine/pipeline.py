@@ -7,11 +7,12 @@ the benchmark prints are the numbers the service serves.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from blurtrack.engine.deblur import DeblurMode, Deblurrer
 from blurtrack.engine.errors import ModelNotFoundError
-from blurtrack.engine.manifest import Bundle, NetworkSpec, load_bundle
+from blurtrack.engine.manifest import Bundle, DeblurConfig, NetworkSpec, TrackerConfig, load_bundle
 from blurtrack.engine.runtime import get_backend
 from blurtrack.engine.runtime.base import Backend, ModelSession
 from blurtrack.engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
@@ -62,10 +63,30 @@ class Pipeline:
     def has_deblur(self) -> bool:
         return self.networks.deblurrer.available
 
-    def new_tracker(self, deblur: DeblurMode | None = None, keep_crops: bool = False) -> SiamRPNTracker:
+    def new_tracker(
+        self,
+        deblur: DeblurMode | None = None,
+        keep_crops: bool = False,
+        *,
+        tracker_config: TrackerConfig | None = None,
+        deblur_policy: DeblurConfig | None = None,
+    ) -> SiamRPNTracker:
         """A fresh tracker for one target; `deblur` overrides the bundle's policy (on/off/auto).
-        It shares the pipeline's networks; its own are the search network bound to its template."""
-        return SiamRPNTracker(self.networks, deblur=deblur, keep_crops=keep_crops)
+        `tracker_config` and `deblur_policy` replace the bundle's settings for this tracker alone
+        (tuning builds its candidates so); the loaded networks are shared all the same: a tracker's
+        own are only the search network bound to its template."""
+        return SiamRPNTracker(self._networks_with(tracker_config, deblur_policy), deblur=deblur, keep_crops=keep_crops)
+
+    def _networks_with(self, tracker_config: TrackerConfig | None, deblur_policy: DeblurConfig | None) -> TrackerNetworks:
+        if tracker_config is None and deblur_policy is None:
+            return self.networks
+        manifest = self.networks.manifest
+        if tracker_config is not None:
+            manifest = manifest.model_copy(update={"tracker": tracker_config})
+        if deblur_policy is not None:
+            manifest = manifest.model_copy(update={"deblur_policy": deblur_policy})
+        deblurrer = self.networks.deblurrer.with_policy(manifest.deblur_policy)
+        return replace(self.networks, manifest=manifest, deblurrer=deblurrer)
 
     def describe(self) -> dict[str, str]:
         return {

@@ -7,7 +7,7 @@ calls are shared (`TrackerNetworks`), so one process can hold hundreds of tracke
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
@@ -104,12 +104,6 @@ class SiamRPNTracker:
         self.state: TrackState = "tracking"
         self.misses = 0
         self.search_growth = 1.0
-
-    def use_deblur_policy(self, **update) -> None:
-        """Give this tracker its own deblur policy, e.g. blur_threshold=0; the shared networks keep
-        the bundle's."""
-        deblurrer = self.nets.deblurrer
-        self.nets = replace(self.nets, deblurrer=deblurrer.with_policy(deblurrer.policy.model_copy(update=update)))
 
     # -- crops ---------------------------------------------------------------------------
     def _exemplar_side(self) -> float:

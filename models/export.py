@@ -57,42 +57,9 @@ def export_onnx(net, out_dir: Path, *, check: bool = True, seed: int = 0) -> dic
         cls, loc = search_net(x, kc, kl)
     out_dir.mkdir(parents=True, exist_ok=True)
     template_path, search_path = out_dir / "template.onnx", out_dir / "search.onnx"
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated but needs no extra packages (dynamo needs onnxscript)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            template_net,
-            (z,),
-            str(template_path),
-            input_names=["template"],
-            output_names=["kernel_cls", "kernel_loc"],
-            opset_version=OPSET,
-            dynamo=False,
-        )
-        torch.onnx.export(
-            search_net,
-            (x, kc, kl),
-            str(search_path),
-            input_names=["search", "kernel_cls", "kernel_loc"],
-            output_names=["cls", "loc"],
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    fold_static_shapes(template_path)
-    fold_static_shapes(search_path)
-    specs = {
-        "template_in": [TensorSpec(name="template", shape=[1, 3, EXEMPLAR, EXEMPLAR])],
-        "template_out": [
-            TensorSpec(name="kernel_cls", shape=list(kc.shape)),
-            TensorSpec(name="kernel_loc", shape=list(kl.shape)),
-        ],
-        "search_in": [
-            TensorSpec(name="search", shape=[1, 3, INSTANCE, INSTANCE]),
-            TensorSpec(name="kernel_cls", shape=list(kc.shape)),
-            TensorSpec(name="kernel_loc", shape=list(kl.shape)),
-        ],
-        "search_out": [TensorSpec(name="cls", shape=list(cls.shape)), TensorSpec(name="loc", shape=list(loc.shape))],
-    }
+    _write_onnx(template_net, (z,), template_path, ["template"], ["kernel_cls", "kernel_loc"])
+    _write_onnx(search_net, (x, kc, kl), search_path, ["search", "kernel_cls", "kernel_loc"], ["cls", "loc"])
+    specs = _tensor_specs(kc.shape, kl.shape, cls.shape, loc.shape)
     result: dict = {"specs": specs}
     if check:
         result["max_abs_diff"] = check_parity(
@@ -103,6 +70,36 @@ def export_onnx(net, out_dir: Path, *, check: bool = True, seed: int = 0) -> dic
             {"kernel_cls": kc.numpy(), "kernel_loc": kl.numpy(), "cls": cls.numpy(), "loc": loc.numpy()},
         )
     return result
+
+
+def _write_onnx(module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str]) -> None:
+    """Trace `module` on `inputs` to an ONNX file with fixed shapes, its constant shape chains folded."""
+    import torch
+
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated but needs no extra packages (dynamo needs onnxscript)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module, inputs, str(path), input_names=input_names, output_names=output_names, opset_version=OPSET, dynamo=False
+        )
+    fold_static_shapes(path)
+
+
+def _tensor_specs(kernel_cls: tuple, kernel_loc: tuple, cls: tuple, loc: tuple) -> dict[str, list[TensorSpec]]:
+    """The two networks' inputs and outputs, for the manifest."""
+    return {
+        "template_in": [TensorSpec(name="template", shape=[1, 3, EXEMPLAR, EXEMPLAR])],
+        "template_out": [
+            TensorSpec(name="kernel_cls", shape=list(kernel_cls)),
+            TensorSpec(name="kernel_loc", shape=list(kernel_loc)),
+        ],
+        "search_in": [
+            TensorSpec(name="search", shape=[1, 3, INSTANCE, INSTANCE]),
+            TensorSpec(name="kernel_cls", shape=list(kernel_cls)),
+            TensorSpec(name="kernel_loc", shape=list(kernel_loc)),
+        ],
+        "search_out": [TensorSpec(name="cls", shape=list(cls)), TensorSpec(name="loc", shape=list(loc))],
+    }
 
 
 def fold_static_shapes(path: Path) -> None:
@@ -223,6 +220,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# largest |ONNX Runtime - torch| accepted per output
+PARITY_TOLERANCE = {"kernel_cls": 1e-3, "kernel_loc": 1e-3, "cls": 1e-2, "loc": 1e-2}
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -239,30 +240,11 @@ def run(args: argparse.Namespace) -> int:
     net, ckpt = load_net_from_checkpoint(args.checkpoint, args.snapshot)
     config = ckpt["config"]
     name = args.name or config.get("name", args.out.name)
-    calibration = ""
-    if args.calibrate_scale:
-        from blurtrack.models.synth import default_images_dir
-        from blurtrack.models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
-        from blurtrack.models.tracker.labels import AnchorTarget
-
-        images = Path(config["images"]) if config.get("images") else default_images_dir()
-        synth_dev = args.synth_dev if args.synth_dev is not None and args.synth_dev.is_dir() else None
-        batches = calibration_batches(
-            images, synth_dev, seed=int(ckpt.get("seed", 0)), deblur_bundle=config.get("deblur_input", {}).get("bundle")
-        )
-        anchors = AnchorTarget().anchors
-        bw, bh, n = measure_scale_bias(net, batches, anchors)
-        apply_scale_bias(net, bw, bh)
-        aw, ah, _ = measure_scale_bias(net, batches, anchors)
-        calibration = (
-            f"; scale calibration on {n} DEV pairs: log-size bias w {bw:+.3f}, h {bh:+.3f} removed (after: {aw:+.3f}, {ah:+.3f})"
-        )
-        print(calibration[2:])
+    calibration = calibrate_scale(net, config, ckpt, args.synth_dev) if args.calibrate_scale else ""
     result = export_onnx(net, args.out)
     diffs = result["max_abs_diff"]
     print(f"ONNX Runtime vs torch, max |diff|: {json.dumps(diffs)}")
-    scale = {"kernel_cls": 1e-3, "kernel_loc": 1e-3, "cls": 1e-2, "loc": 1e-2}
-    bad = {k: v for k, v in diffs.items() if v > scale[k]}
+    bad = {k: v for k, v in diffs.items() if v > PARITY_TOLERANCE[k]}
     if bad:
         print(f"exported networks disagree with torch: {bad}", file=sys.stderr)
         return 1
@@ -272,14 +254,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.deblur.is_file():
             print(f"deblur network {args.deblur} not found", file=sys.stderr)
             return 2
-        deblur = deblur_spec(args.deblur)
-        if args.deblur.resolve() != (args.out / "deblur.onnx").resolve():
-            shutil.copyfile(args.deblur, args.out / "deblur.onnx")
+        deblur = copy_deblur(args.deblur, args.out)
     tracker = {**config.get("tracker", {}), **(json.loads(args.tracker_json) if args.tracker_json else {})}
-    metrics = ckpt.get("metrics", {})
     description = (
         f"{config.get('description', '')}; checkpoint iteration {ckpt.get('iteration')}, "
-        f"held-out pair metrics {json.dumps(metrics)}{calibration}"
+        f"held-out pair metrics {json.dumps(ckpt.get('metrics', {}))}{calibration}"
     )
     manifest = build_manifest(name, result["specs"], description=description, tracker=tracker, deblur=deblur)
     path = Bundle(root=args.out, manifest=manifest).save()
@@ -288,6 +267,37 @@ def run(args: argparse.Namespace) -> int:
         f"{', deblur.onnx' if deblur else ''}, {TRAIN_WEIGHTS_FILE} for fine-tuning with --init)"
     )
     return 0
+
+
+def calibrate_scale(net, config: dict, ckpt: dict, synth_dev: Path | None) -> str:
+    """Measure the regression's log-size bias on DEV pairs and remove it from `net`; returns the
+    note for the manifest's description."""
+    from blurtrack.models.synth import default_images_dir
+    from blurtrack.models.tracker.calibrate import apply_scale_bias, calibration_batches, measure_scale_bias
+    from blurtrack.models.tracker.labels import AnchorTarget
+
+    images = Path(config["images"]) if config.get("images") else default_images_dir()
+    synth_dev = synth_dev if synth_dev is not None and synth_dev.is_dir() else None
+    batches = calibration_batches(
+        images, synth_dev, seed=int(ckpt.get("seed", 0)), deblur_bundle=config.get("deblur_input", {}).get("bundle")
+    )
+    anchors = AnchorTarget().anchors
+    bw, bh, n = measure_scale_bias(net, batches, anchors)
+    apply_scale_bias(net, bw, bh)
+    aw, ah, _ = measure_scale_bias(net, batches, anchors)
+    calibration = (
+        f"; scale calibration on {n} DEV pairs: log-size bias w {bw:+.3f}, h {bh:+.3f} removed (after: {aw:+.3f}, {ah:+.3f})"
+    )
+    print(calibration[2:])
+    return calibration
+
+
+def copy_deblur(source: Path, out: Path) -> NetworkSpec:
+    """Check a deblur network and copy it into the bundle folder as deblur.onnx."""
+    spec = deblur_spec(source)
+    if source.resolve() != (out / "deblur.onnx").resolve():
+        shutil.copyfile(source, out / "deblur.onnx")
+    return spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,15 +268,40 @@ def render_sequence(
     The background and the target's texture come from two different photos of the pool,
     chosen by `seed`. `k_range` is the inclusive range of sub-frames per exposure (use (1, 1)
     for sharp frames). `flat_target_color` paints the target one colour (for tests).
+
+    Every random choice comes from one generator seeded by `seed`, drawn in the order of the
+    steps below (the photos, the exposures, the motion, the target, its path, the background,
+    the noise, then each frame's noise), so a seed renders the same sequence every time.
     """
     if len(images) < 1:
         raise BlurtrackError("render_sequence needs at least one image")
     if n_frames < 1:
         raise BlurtrackError(f"n_frames must be at least 1; got {n_frames}")
-    W, H = size
     rng = np.random.default_rng(seed)
+    background, target_src = _pick_photos(images, rng)
+    exposure = _Exposure.draw(rng, n_frames, k_range)
+    motion = _Motion.draw(rng, exposure.t, speed_scale)
+    target = _Target.draw(rng, target_src, size, flat_target_color)
+    scene = _Scene.build(rng, size, exposure, motion, target, background)
+    noise_sigma = float(rng.uniform(0.0, 2.0))
+    frames, sharp, boxes, smear = _render_frames(scene, exposure, noise_sigma, rng, return_sharp)
+    meta = {
+        "seed": int(seed),
+        "k": exposure.ks.tolist(),
+        "smear_px": smear.round(2).tolist(),
+        "shape": target.shape,
+        "target_level": motion.target_level,
+        "camera_level": motion.camera_level,
+        "shake_amp": motion.shake_amp,
+        "size": list(size),
+    }
+    return SynthSequence(frames=frames, boxes=boxes, sharp_frames=sharp if return_sharp else None, meta=meta)
 
-    def _get(i: int) -> np.ndarray:
+
+def _pick_photos(images: SequenceT[str | Path | np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The background photo and, when the pool has two or more, a different one for the target."""
+
+    def get(i: int) -> np.ndarray:
         item = images[i]
         return item if isinstance(item, np.ndarray) else load_image(item)
 
@@ -284,121 +309,217 @@ def render_sequence(
     tg_idx = int(rng.integers(len(images) - 1)) if len(images) > 1 else 0
     if len(images) > 1 and tg_idx >= bg_idx:
         tg_idx += 1
-    background = _get(bg_idx)
-    target_src = _get(tg_idx)
+    return get(bg_idx), get(tg_idx)
 
-    # --- per-sequence exposure and motion parameters ---------------------------------------
-    k_lo, k_hi = k_range
-    k_base = int(rng.integers(k_lo, k_hi + 1))
-    ks = np.clip(k_base + rng.integers(-1, 2, n_frames), k_lo, k_hi).astype(int)
-    starts = np.arange(n_frames) * SUBFRAMES_PER_FRAME
-    t_total = float(starts[-1] + k_hi)
-    dt = 0.5  # grid step in sub-frames: every sub-frame and every even-K exposure middle is on it
-    n_grid = int(round(t_total / dt)) + 1
-    t = np.arange(n_grid) * dt
 
-    target_level = float(rng.choice([0.3, 1.2, 2.5, 4.0, 5.5], p=[0.12, 0.23, 0.3, 0.23, 0.12])) * speed_scale
-    camera_level = float(rng.choice([0.0, 0.4, 1.2, 2.5], p=[0.3, 0.3, 0.25, 0.15])) * speed_scale
-    shake_amp = float(rng.choice([0.0, rng.uniform(0.5, 2.0), rng.uniform(2.0, 5.0)], p=[0.4, 0.35, 0.25])) * speed_scale
-    zoom_rate = float(rng.normal(0, 0.0008)) if rng.random() < 0.5 else 0.0
-    zoom = np.clip(np.exp(zoom_rate * t + 0.04 * rng.random() * np.sin(2 * np.pi * t / rng.uniform(150, 400))), 0.8, 1.25)
-    scale_rate = float(rng.normal(0, 0.0006)) if rng.random() < 0.5 else 0.0
-    tscale = np.clip(np.exp(scale_rate * t), 0.75, 1.33)
-    omega = float(rng.normal(0, 0.004)) if rng.random() < 0.35 else 0.0  # rad per sub-frame
-    theta = np.clip(omega * t, -0.5, 0.5)
+@dataclass(frozen=True)
+class _Exposure:
+    """Sub-frames per frame (`ks`), where each frame's exposure starts, and the time grid
+    (step `dt` sub-frames) that every trajectory is sampled on."""
 
-    # --- target appearance -----------------------------------------------------------------
-    side = rng.uniform(28, 110)
-    aspect = math.exp(rng.uniform(math.log(0.4), math.log(2.5)))
-    tw = int(round(np.clip(side * math.sqrt(aspect), 12, 0.4 * W)))
-    th = int(round(np.clip(side / math.sqrt(aspect), 12, 0.45 * H)))
-    shape = str(rng.choice(["rect", "ellipse", "polygon", "blob"], p=[0.4, 0.25, 0.2, 0.15]))
-    patch_res = rng.uniform(1.0, 1.5)  # patch pixels per screen pixel at scale 1
-    pw, ph = int(round(tw * patch_res)), int(round(th * patch_res))
-    patch = _cut_patch(rng, target_src, pw, ph)
-    if flat_target_color is not None:
-        patch = np.empty_like(patch)
-        patch[:] = flat_target_color
-    alpha = _shape_mask(rng, ph, pw, shape)
-    premul = _premultiplied(patch, alpha)
-    hull = _mask_hull(alpha)
-    base_scale = 1.0 / patch_res
-    uc = np.array([(pw - 1) / 2.0, (ph - 1) / 2.0])
+    ks: np.ndarray
+    starts: np.ndarray
+    dt: float
+    t: np.ndarray
 
-    # --- trajectories (screen space) -------------------------------------------------------
-    v = _smooth_velocity(rng, n_grid, dt, target_level)
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n_frames: int, k_range: tuple[int, int]) -> _Exposure:
+        k_lo, k_hi = k_range
+        k_base = int(rng.integers(k_lo, k_hi + 1))
+        ks = np.clip(k_base + rng.integers(-1, 2, n_frames), k_lo, k_hi).astype(int)
+        starts = np.arange(n_frames) * SUBFRAMES_PER_FRAME
+        t_total = float(starts[-1] + k_hi)
+        dt = 0.5  # grid step in sub-frames: every sub-frame and every even-K exposure middle is on it
+        n_grid = int(round(t_total / dt)) + 1
+        return cls(ks, starts, dt, np.arange(n_grid) * dt)
+
+    def grid_index(self, subframe_time: float) -> int:
+        return int(round(subframe_time / self.dt))
+
+
+@dataclass(frozen=True)
+class _Motion:
+    """How fast the target and the camera move, the camera's shake, and the zoom, target scale
+    and rotation along the time grid."""
+
+    target_level: float
+    camera_level: float
+    shake_amp: float
+    zoom: np.ndarray
+    tscale: np.ndarray
+    omega: float  # rad per sub-frame
+    theta: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, t: np.ndarray, speed_scale: float) -> _Motion:
+        target_level = float(rng.choice([0.3, 1.2, 2.5, 4.0, 5.5], p=[0.12, 0.23, 0.3, 0.23, 0.12])) * speed_scale
+        camera_level = float(rng.choice([0.0, 0.4, 1.2, 2.5], p=[0.3, 0.3, 0.25, 0.15])) * speed_scale
+        shake_amp = float(rng.choice([0.0, rng.uniform(0.5, 2.0), rng.uniform(2.0, 5.0)], p=[0.4, 0.35, 0.25])) * speed_scale
+        zoom_rate = float(rng.normal(0, 0.0008)) if rng.random() < 0.5 else 0.0
+        zoom = np.clip(np.exp(zoom_rate * t + 0.04 * rng.random() * np.sin(2 * np.pi * t / rng.uniform(150, 400))), 0.8, 1.25)
+        scale_rate = float(rng.normal(0, 0.0006)) if rng.random() < 0.5 else 0.0
+        tscale = np.clip(np.exp(scale_rate * t), 0.75, 1.33)
+        omega = float(rng.normal(0, 0.004)) if rng.random() < 0.35 else 0.0
+        theta = np.clip(omega * t, -0.5, 0.5)
+        return cls(target_level, camera_level, shake_amp, zoom, tscale, omega, theta)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The target: its size on screen, its shape, and its premultiplied patch with the hull of
+    its mask (for the ground-truth box)."""
+
+    tw: int
+    th: int
+    shape: str
+    premul: np.ndarray
+    hull: np.ndarray
+    base_scale: float  # screen pixels per patch pixel at scale 1
+    uc: np.ndarray  # the patch's centre
+
+    @classmethod
+    def draw(
+        cls, rng: np.random.Generator, source: np.ndarray, size: tuple[int, int], flat_color: tuple[int, int, int] | None
+    ) -> _Target:
+        W, H = size
+        side = rng.uniform(28, 110)
+        aspect = math.exp(rng.uniform(math.log(0.4), math.log(2.5)))
+        tw = int(round(np.clip(side * math.sqrt(aspect), 12, 0.4 * W)))
+        th = int(round(np.clip(side / math.sqrt(aspect), 12, 0.45 * H)))
+        shape = str(rng.choice(["rect", "ellipse", "polygon", "blob"], p=[0.4, 0.25, 0.2, 0.15]))
+        patch_res = rng.uniform(1.0, 1.5)  # patch pixels per screen pixel at scale 1
+        pw, ph = int(round(tw * patch_res)), int(round(th * patch_res))
+        patch = _cut_patch(rng, source, pw, ph)
+        if flat_color is not None:
+            patch = np.empty_like(patch)
+            patch[:] = flat_color
+        alpha = _shape_mask(rng, ph, pw, shape)
+        uc = np.array([(pw - 1) / 2.0, (ph - 1) / 2.0])
+        return cls(tw, th, shape, _premultiplied(patch, alpha), _mask_hull(alpha), 1.0 / patch_res, uc)
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """Everything a sub-frame is rendered from: the target's screen path `q`, the camera's pan
+    `cam` and shake, and the background in linear light."""
+
+    size: tuple[int, int]
+    motion: _Motion
+    target: _Target
+    q: np.ndarray
+    cam: np.ndarray
+    shake: np.ndarray
+    bg_lin: np.ndarray
+    bg_centre: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        rng: np.random.Generator,
+        size: tuple[int, int],
+        exposure: _Exposure,
+        motion: _Motion,
+        target: _Target,
+        background: np.ndarray,
+    ) -> _Scene:
+        q, cam, shake = _trajectories(rng, size, exposure, motion, target)
+        bg_lin, bg_centre = _cover_background(rng, background, size)
+        return cls(size, motion, target, q, cam, shake, bg_lin, bg_centre)
+
+    @property
+    def centre(self) -> np.ndarray:
+        W, H = self.size
+        return np.array([(W - 1) / 2.0, (H - 1) / 2.0])
+
+    def target_matrix(self, gi: int) -> np.ndarray:
+        m, tg = self.motion, self.target
+        s = tg.base_scale * m.zoom[gi] * m.tscale[gi]
+        c, sn = math.cos(m.theta[gi]), math.sin(m.theta[gi])
+        a = s * np.array([[c, -sn], [sn, c]])
+        return np.hstack([a, (self.q[gi] - a @ tg.uc)[:, None]])
+
+    def background_matrix(self, gi: int) -> np.ndarray:
+        z = self.motion.zoom[gi]
+        look = self.bg_centre + self.cam[gi] - self.shake[gi] / z  # the background point at the frame centre
+        centre = self.centre
+        return np.array([[z, 0.0, centre[0] - z * look[0]], [0.0, z, centre[1] - z * look[1]]])
+
+    def render_subframe(self, gi: int) -> np.ndarray:
+        frame = cv2.warpAffine(
+            self.bg_lin, self.background_matrix(gi), self.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+        )
+        _warp_roi(frame, self.target.premul, self.target_matrix(gi))
+        return frame
+
+    def target_box(self, gi: int) -> tuple[float, float, float, float]:
+        """The box around the target's hull at grid time `gi`, clipped to the frame (pixel edges)."""
+        W, H = self.size
+        m = self.target_matrix(gi)
+        pts = self.target.hull @ m[:, :2].T + m[:, 2]
+        x0, y0 = pts.min(0) + 0.5  # pixel-centre coordinates -> pixel-edge coordinates
+        x1, y1 = pts.max(0) + 0.5
+        x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(W)), min(y1, float(H))
+        return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _trajectories(
+    rng: np.random.Generator, size: tuple[int, int], exposure: _Exposure, motion: _Motion, target: _Target
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The target's screen path (kept inside the frame by folding), the camera's pan and its shake."""
+    W, H = size
+    n_grid, dt, t = len(exposure.t), exposure.dt, exposure.t
+    v = _smooth_velocity(rng, n_grid, dt, motion.target_level)
     pos = _integrate(v, dt) + np.array([rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * H])
-    cam = _integrate(_smooth_velocity(rng, n_grid, dt, camera_level), dt)
-    shake = _shake(rng, t, shake_amp)
+    cam = _integrate(_smooth_velocity(rng, n_grid, dt, motion.camera_level), dt)
+    shake = _shake(rng, t, motion.shake_amp)
     centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
-    max_s = float((zoom * tscale).max())
-    rotates = omega != 0.0
-    half_diag = 0.5 * math.hypot(tw, th) * max_s
-    margin_x = (half_diag if rotates else 0.5 * tw * max_s) + 2
-    margin_y = (half_diag if rotates else 0.5 * th * max_s) + 2
-    q = centre + zoom[:, None] * (pos - centre) + shake
+    max_s = float((motion.zoom * motion.tscale).max())
+    rotates = motion.omega != 0.0
+    half_diag = 0.5 * math.hypot(target.tw, target.th) * max_s
+    margin_x = (half_diag if rotates else 0.5 * target.tw * max_s) + 2
+    margin_y = (half_diag if rotates else 0.5 * target.th * max_s) + 2
+    q = centre + motion.zoom[:, None] * (pos - centre) + shake
     q[:, 0] = _fold(q[:, 0], margin_x, W - 1 - margin_x)
     q[:, 1] = _fold(q[:, 1], margin_y, H - 1 - margin_y)
+    return q, cam, shake
 
-    def target_matrix(gi: int) -> np.ndarray:
-        s = base_scale * zoom[gi] * tscale[gi]
-        c, sn = math.cos(theta[gi]), math.sin(theta[gi])
-        a = s * np.array([[c, -sn], [sn, c]])
-        return np.hstack([a, (q[gi] - a @ uc)[:, None]])
 
-    # --- background: cover the frame with margin; camera pans/zooms/shakes it ---------------
+def _cover_background(rng: np.random.Generator, background: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The background photo scaled to cover the frame with margin (the camera pans, zooms and
+    shakes over it), flipped half the time, in linear light; and its centre."""
+    W, H = size
     bh, bw = background.shape[:2]
     cover = max(W / bw, H / bh) * rng.uniform(1.05, 1.4)
     bg = cv2.resize(background, (int(round(bw * cover)), int(round(bh * cover))), interpolation=cv2.INTER_AREA)
     if rng.random() < 0.5:
         bg = bg[:, ::-1]
-    bg_lin = to_linear(np.ascontiguousarray(bg))
-    bg_centre = np.array([(bg.shape[1] - 1) / 2.0, (bg.shape[0] - 1) / 2.0])
+    return to_linear(np.ascontiguousarray(bg)), np.array([(bg.shape[1] - 1) / 2.0, (bg.shape[0] - 1) / 2.0])
 
-    def background_matrix(gi: int) -> np.ndarray:
-        z = zoom[gi]
-        look = bg_centre + cam[gi] - shake[gi] / z  # the background point at the frame centre
-        return np.array([[z, 0.0, centre[0] - z * look[0]], [0.0, z, centre[1] - z * look[1]]])
 
-    def render_subframe(gi: int) -> np.ndarray:
-        frame = cv2.warpAffine(bg_lin, background_matrix(gi), (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        _warp_roi(frame, premul, target_matrix(gi))
-        return frame
-
-    noise_sigma = float(rng.uniform(0.0, 2.0))
+def _render_frames(
+    scene: _Scene, exposure: _Exposure, noise_sigma: float, rng: np.random.Generator, return_sharp: bool
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    """Each frame the mean of its exposure's sub-frames (linear light, then sRGB with noise); its
+    box where the target is at the exposure's middle; how far the target smeared."""
+    W, H = scene.size
+    n_frames = len(exposure.ks)
     frames: list[np.ndarray] = []
     sharp: list[np.ndarray] = []
     boxes = np.zeros((n_frames, 4), np.float64)
     smear = np.zeros(n_frames)
     for i in range(n_frames):
-        k = int(ks[i])
-        grid_idx = [int(round((starts[i] + j) / dt)) for j in range(k)]
+        k = int(exposure.ks[i])
+        grid_idx = [exposure.grid_index(exposure.starts[i] + j) for j in range(k)]
         acc = np.zeros((H, W, 3), np.float32)
         for gi in grid_idx:
-            acc += render_subframe(gi)
+            acc += scene.render_subframe(gi)
         frames.append(to_srgb_u8(acc / k, noise_sigma, rng))
-        mid = int(round((starts[i] + (k - 1) / 2.0) / dt))
-        m = target_matrix(mid)
-        pts = hull @ m[:, :2].T + m[:, 2]
-        x0, y0 = pts.min(0) + 0.5  # pixel-centre coordinates -> pixel-edge coordinates
-        x1, y1 = pts.max(0) + 0.5
-        x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(W)), min(y1, float(H))
-        boxes[i] = (x0, y0, x1 - x0, y1 - y0)
-        smear[i] = float(np.linalg.norm(q[grid_idx[-1]] - q[grid_idx[0]]))
+        mid = exposure.grid_index(exposure.starts[i] + (k - 1) / 2.0)
+        boxes[i] = scene.target_box(mid)
+        smear[i] = float(np.linalg.norm(scene.q[grid_idx[-1]] - scene.q[grid_idx[0]]))
         if return_sharp:
-            sharp.append(to_srgb_u8(render_subframe(mid)))
-
-    meta = {
-        "seed": int(seed),
-        "k": ks.tolist(),
-        "smear_px": smear.round(2).tolist(),
-        "shape": shape,
-        "target_level": target_level,
-        "camera_level": camera_level,
-        "shake_amp": shake_amp,
-        "size": [W, H],
-    }
-    return SynthSequence(frames=frames, boxes=boxes, sharp_frames=sharp if return_sharp else None, meta=meta)
+            sharp.append(to_srgb_u8(scene.render_subframe(mid)))
+    return frames, sharp, boxes, smear
 
 
 def write_otb(seq: SynthSequence, out_dir: str | Path, name: str, jpeg_quality: int = 92) -> Path:
@@ -537,35 +658,17 @@ def blur_pair(
     k = int(rng.integers(k_range[0], k_range[1] + 1))
     s = np.linspace(0.0, 1.0, k) if k > 1 else np.array([0.5])
     zoom = rng.uniform(0.6, 1.4)  # output px per source px
-    ih, iw = image.shape[:2]
-    need = (size + 2 * max_smear) / zoom + 4
-    if min(ih, iw) < need + 2:
-        f = (need + 2) / min(ih, iw)
-        image = cv2.resize(image, (int(math.ceil(iw * f)), int(math.ceil(ih * f))), interpolation=cv2.INTER_LINEAR)
-        ih, iw = image.shape[:2]
+    need = (size + 2 * max_smear) / zoom + 4  # source pixels the crop and its smear cover
+    image = _fit_for_crop(image, need)
     if rng.random() < 0.5:
-        image = image[:, ::-1]
-    half = need / 2.0
-    c_src = np.array([rng.uniform(half, iw - 1 - half), rng.uniform(half, ih - 1 - half)])
-    x0, y0 = int(max(c_src[0] - half - 2, 0)), int(max(c_src[1] - half - 2, 0))
-    x1, y1 = int(min(c_src[0] + half + 3, iw)), int(min(c_src[1] + half + 3, ih))
-    src_lin = to_linear(np.ascontiguousarray(image[y0:y1, x0:x1]))
-    c_src = c_src - (x0, y0)
+        image = image[:, ::-1]  # the moving object below is cut from the flipped photo too
+    src_lin, c_src = _source_window(rng, image, need)
     c_out = np.array([(size - 1) / 2.0, (size - 1) / 2.0])
 
     cam = _trajectory(rng, s, _smear_length(rng, max_smear))
     zoom_blur = rng.uniform(-0.04, 0.04) if rng.random() < 0.2 else 0.0
     zooms = zoom * (1.0 + zoom_blur * (s - 0.5) * 2)
-
-    obj = None
-    if rng.random() < 0.5:
-        ow = int(rng.uniform(0.2, 0.5) * size)
-        oh = int(np.clip(ow * math.exp(rng.uniform(-0.7, 0.7)), 12, 0.6 * size))
-        opatch = _cut_patch(rng, image, ow, oh)
-        oalpha = _shape_mask(rng, oh, ow, str(rng.choice(["rect", "ellipse", "polygon", "blob"])))
-        opos = c_out + rng.uniform(-0.25, 0.25, 2) * size
-        otraj = _trajectory(rng, s, _smear_length(rng, max_smear * 1.2))
-        obj = (_premultiplied(opatch, oalpha), opos, otraj, np.array([(ow - 1) / 2.0, (oh - 1) / 2.0]))
+    obj = _moving_object(rng, image, size, s, max_smear, c_out) if rng.random() < 0.5 else None
 
     def subframe(j: int | None) -> np.ndarray:
         z = zoom if j is None else zooms[j]
@@ -583,10 +686,49 @@ def blur_pair(
     acc = np.zeros((size, size, 3), np.float32)
     for j in range(k):
         acc += subframe(j)
-    blurred = to_srgb_u8(acc / k, float(rng.uniform(0.0, 2.5)), rng)
-    if rng.random() < 0.6:
-        ok, buf = cv2.imencode(".jpg", blurred, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])
-        if ok:
-            blurred = cast(np.ndarray, cv2.imdecode(buf, cv2.IMREAD_COLOR))
+    blurred = _as_camera_sends(to_srgb_u8(acc / k, float(rng.uniform(0.0, 2.5)), rng), rng)
     sharp = to_srgb_u8(subframe(None))
     return blurred, sharp
+
+
+def _fit_for_crop(image: np.ndarray, need: float) -> np.ndarray:
+    """`image`, enlarged when its short side cannot hold a window of `need` pixels and a margin."""
+    ih, iw = image.shape[:2]
+    if min(ih, iw) < need + 2:
+        f = (need + 2) / min(ih, iw)
+        image = cv2.resize(image, (int(math.ceil(iw * f)), int(math.ceil(ih * f))), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def _source_window(rng: np.random.Generator, image: np.ndarray, need: float) -> tuple[np.ndarray, np.ndarray]:
+    """A window of about `need` pixels around a random centre, in linear light, and that centre
+    in the window's coordinates."""
+    ih, iw = image.shape[:2]
+    half = need / 2.0
+    c_src = np.array([rng.uniform(half, iw - 1 - half), rng.uniform(half, ih - 1 - half)])
+    x0, y0 = int(max(c_src[0] - half - 2, 0)), int(max(c_src[1] - half - 2, 0))
+    x1, y1 = int(min(c_src[0] + half + 3, iw)), int(min(c_src[1] + half + 3, ih))
+    return to_linear(np.ascontiguousarray(image[y0:y1, x0:x1])), c_src - (x0, y0)
+
+
+def _moving_object(
+    rng: np.random.Generator, image: np.ndarray, size: int, s: np.ndarray, max_smear: float, c_out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An object cut from elsewhere in the photo, moving on its own in front: its premultiplied
+    patch, where it sits, its trajectory over the sub-frames and its patch centre."""
+    ow = int(rng.uniform(0.2, 0.5) * size)
+    oh = int(np.clip(ow * math.exp(rng.uniform(-0.7, 0.7)), 12, 0.6 * size))
+    opatch = _cut_patch(rng, image, ow, oh)
+    oalpha = _shape_mask(rng, oh, ow, str(rng.choice(["rect", "ellipse", "polygon", "blob"])))
+    opos = c_out + rng.uniform(-0.25, 0.25, 2) * size
+    otraj = _trajectory(rng, s, _smear_length(rng, max_smear * 1.2))
+    return _premultiplied(opatch, oalpha), opos, otraj, np.array([(ow - 1) / 2.0, (oh - 1) / 2.0])
+
+
+def _as_camera_sends(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """JPEG at quality 70..95, six times in ten."""
+    if rng.random() < 0.6:
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])
+        if ok:
+            return cast(np.ndarray, cv2.imdecode(buf, cv2.IMREAD_COLOR))
+    return frame

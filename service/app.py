@@ -203,7 +203,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(live.page_router)
     app.mount("/static", StaticFiles(directory=live.STATIC_DIR), name="static")
-    app.state.demo = live.DemoCatalog(settings.demo_dir)
     # The last added runs first: a request takes a connection slot, then its body is read whole.
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(ConnectionCap, limit=settings.max_connections)

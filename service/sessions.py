@@ -1,12 +1,14 @@
-"""Live tracking sessions: their state, their one-frame slot, and the registry that limits and
-expires them. Everything here is touched only on the event loop; the tracker inside a session is
-handed to a worker thread for one frame at a time."""
+"""Live tracking sessions: their state, their one-frame slot, and the registry that opens, limits
+and expires them. Everything here is touched only on the event loop, except a session's tracker
+and its pending re-init: the worker thread that tracks the session's one frame in flight uses
+the tracker, replaces it on a re-init and consumes the re-init request (service.worker)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+import threading
 import time
 import uuid
 from collections import deque
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from blurtrack.engine.pipeline import SiamRPNTracker, TrackResult
+from blurtrack.service.config import ServiceSettings
 from blurtrack.service.errors import ApiError, unknown_session
 from blurtrack.service.metrics import ServiceMetrics
 from blurtrack.service.schemas import SessionInfo, SessionOptions
@@ -88,10 +91,11 @@ class PreviewState:
     """Opt-in preview of one session for the live page. Off by default: then no frame is ever
     encoded. On, at most `max_fps` frames a second are encoded, and only while someone keeps
     fetching it: `idle_off_s` after the last fetch it switches itself off (a closed tab costs
-    nothing). Only the newest preview is kept. Settings are passed in by the callers (they hold
-    the service settings; sessions are built without them)."""
+    nothing). Only the newest preview is kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_fps: float, idle_off_s: float) -> None:
+        self.max_fps = max_fps
+        self.idle_off_s = idle_off_s
         self.enabled = False
         self.latest: Preview | None = None
         self.frames_encoded = 0
@@ -108,25 +112,25 @@ class PreviewState:
     def fetched(self, now: float | None = None) -> None:
         self._last_wanted = time.monotonic() if now is None else now
 
-    def active(self, idle_off_s: float, now: float | None = None) -> bool:
+    def active(self, now: float | None = None) -> bool:
         """On, and fetched within `idle_off_s`; past that it switches itself off."""
         if not self.enabled:
             return False
         now = time.monotonic() if now is None else now
-        if now - self._last_wanted > idle_off_s:
+        if now - self._last_wanted > self.idle_off_s:
             self.set_enabled(False)
             return False
         return True
 
-    def wait_s(self, max_fps: float, now: float | None = None) -> float:
+    def wait_s(self, now: float | None = None) -> float:
         """Seconds until the rate limit allows the next encode."""
         now = time.monotonic() if now is None else now
-        return max(0.0, self._last_granted + 1.0 / max_fps - now)
+        return max(0.0, self._last_granted + 1.0 / self.max_fps - now)
 
-    def due(self, max_fps: float, idle_off_s: float, now: float | None = None) -> bool:
+    def due(self, now: float | None = None) -> bool:
         """Whether a frame processed now may be encoded; True claims the encode slot."""
         now = time.monotonic() if now is None else now
-        if not self.active(idle_off_s, now) or self.wait_s(max_fps, now) > 0:
+        if not self.active(now) or self.wait_s(now) > 0:
             return False
         self._last_granted = now
         return True
@@ -148,25 +152,25 @@ class Sample:
 
 
 class History:
-    """The last `window_s` seconds of per-frame samples (for the page's chart and the FPS column).
-    The window is passed by the callers, like the preview settings."""
+    """The last `window_s` seconds of per-frame samples (for the page's chart and the FPS column)."""
 
     MAX_SAMPLES = 20_000  # a hard cap whatever the frame rate: 60 s at over 300 frames/s
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
         self._samples: deque[Sample] = deque(maxlen=self.MAX_SAMPLES)
 
-    def add(self, sample: Sample, window_s: float) -> None:
+    def add(self, sample: Sample) -> None:
         self._samples.append(sample)
-        self._prune(sample.t - window_s)
+        self._prune(sample.t - self.window_s)
 
     def _prune(self, oldest: float) -> None:
         while self._samples and self._samples[0].t < oldest:
             self._samples.popleft()
 
-    def recent(self, window_s: float, now: float | None = None) -> list[Sample]:
+    def recent(self, now: float | None = None) -> list[Sample]:
         now = time.monotonic() if now is None else now
-        self._prune(now - window_s)
+        self._prune(now - self.window_s)
         return list(self._samples)
 
     def last(self) -> Sample | None:
@@ -191,11 +195,44 @@ class StreamHandle(Protocol):
     async def terminate(self, close_code: int, code: str, message: str, finish: bool = False) -> None: ...
 
 
+@dataclass(frozen=True, eq=False)
+class ReinitRequest:
+    """One {"type": "reinit"} message; compared by identity (a second message with the same box is
+    another request)."""
+
+    box: Box
+
+
+class PendingReinit:
+    """A session's latest re-init request until a frame used it. The stream puts it (event loop);
+    the worker thread tracking the next frame reads it and consumes it once it used it or refused
+    its box. A frame that fails before the box is tried leaves it for the next frame, and a newer
+    request that arrives meanwhile is never consumed by an older one's frame."""
+
+    def __init__(self) -> None:
+        self._request: ReinitRequest | None = None
+        self._lock = threading.Lock()  # consume() compares and clears from a worker thread
+
+    def put(self, box: Box) -> None:
+        with self._lock:
+            self._request = ReinitRequest(box)
+
+    def peek(self) -> ReinitRequest | None:
+        return self._request
+
+    def consume(self, request: ReinitRequest) -> None:
+        with self._lock:
+            if self._request is request:
+                self._request = None
+
+
 @dataclass
 class Session:
-    tracker: SiamRPNTracker
+    tracker: SiamRPNTracker  # replaced by the worker when a frame re-initialises the session
     options: SessionOptions
     first: TrackResult
+    preview: PreviewState
+    history: History
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     last_seen_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -204,12 +241,10 @@ class Session:
     frames_processed: int = 0
     frames_dropped: int = 0
     frames_failed: int = 0
-    # set by a {"type": "reinit"} message; used by the next frame processed
-    reinit_box: Box | None = None
+    # set by a {"type": "reinit"} message; consumed by the next frame processed
+    reinit: PendingReinit = field(default_factory=PendingReinit)
     stream: StreamHandle | None = None
     ended: bool = False
-    preview: PreviewState = field(default_factory=PreviewState)
-    history: History = field(default_factory=History)
 
     def __post_init__(self) -> None:
         self.box = self.first.box
@@ -246,9 +281,12 @@ class Session:
 
 
 class SessionRegistry:
-    def __init__(self, max_sessions: int, idle_timeout_s: float, metrics: ServiceMetrics):
-        self.max_sessions = max_sessions
-        self.idle_timeout_s = idle_timeout_s
+    """Opens sessions with the service's limits and live-view settings, and ends and expires them."""
+
+    def __init__(self, settings: ServiceSettings, metrics: ServiceMetrics):
+        self.settings = settings
+        self.max_sessions = settings.max_sessions
+        self.idle_timeout_s = settings.idle_timeout_s
         self.metrics = metrics
         self._sessions: dict[str, Session] = {}
         # Places taken by sessions still initialising in a worker, so concurrent POSTs cannot
@@ -271,8 +309,16 @@ class SessionRegistry:
     def release(self) -> None:
         self._reserved -= 1
 
-    def add(self, session: Session) -> None:
-        """Add a session whose place was reserved."""
+    def open(self, tracker: SiamRPNTracker, first: TrackResult, options: SessionOptions) -> Session:
+        """A new session, in the place `reserve` took for it, on a tracker initialised on its first frame."""
+        s = self.settings
+        session = Session(
+            tracker=tracker,
+            options=options,
+            first=first,
+            preview=PreviewState(s.preview_max_fps, s.preview_idle_off_s),
+            history=History(s.history_s),
+        )
         self._reserved -= 1
         self._sessions[session.id] = session
         self.metrics.sessions_created.inc()
@@ -280,6 +326,7 @@ class SessionRegistry:
         log.info(
             "session %s opened on box %s (%d live)", session.id, ",".join(f"{v:g}" for v in session.box), len(self._sessions)
         )
+        return session
 
     def get(self, session_id: str) -> Session:
         try:

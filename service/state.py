@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from blurtrack.service.config import ServiceSettings
+from blurtrack.service.demo import DemoCatalog
 from blurtrack.service.metrics import ServiceMetrics
 from blurtrack.service.sessions import SessionRegistry
 from blurtrack.service.worker import InferenceWorker
@@ -17,6 +18,7 @@ class ServiceState:
     metrics: ServiceMetrics
     registry: SessionRegistry
     worker: InferenceWorker
+    demo: DemoCatalog  # the sequences of --demo-dir the live page can stream
     draining: bool = False  # shutting down: /readyz is 503, no new session or stream
 
     @classmethod
@@ -25,6 +27,7 @@ class ServiceState:
         return cls(
             settings=settings,
             metrics=metrics,
-            registry=SessionRegistry(settings.max_sessions, settings.idle_timeout_s, metrics),
+            registry=SessionRegistry(settings, metrics),
             worker=InferenceWorker(settings),
+            demo=DemoCatalog(settings.demo_dir),
         )

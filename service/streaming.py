@@ -18,13 +18,12 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from blurtrack.engine.pipeline import TrackResult
-from blurtrack.service.config import ServiceSettings
 from blurtrack.service.errors import WS_NORMAL, ApiError
 from blurtrack.service.frames import check_frame
-from blurtrack.service.metrics import ServiceMetrics
-from blurtrack.service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session, SessionRegistry
+from blurtrack.service.sessions import FrameSlot, PendingFrame, Preview, Sample, Session
+from blurtrack.service.state import ServiceState
 from blurtrack.service.validation import parse_control
-from blurtrack.service.worker import InferenceWorker
+from blurtrack.service.worker import FrameOutcome
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +31,14 @@ FINISH_TIMEOUT_S = 10.0  # at shutdown, the most a stream waits for its frames i
 
 
 class StreamConnection:
-    def __init__(
-        self,
-        websocket: WebSocket,
-        session: Session,
-        worker: InferenceWorker,
-        registry: SessionRegistry,
-        metrics: ServiceMetrics,
-        settings: ServiceSettings,
-    ):
+    def __init__(self, websocket: WebSocket, session: Session, state: ServiceState):
         self.ws = websocket
         self.session = session
-        self.worker = worker
-        self.registry = registry
-        self.metrics = metrics
-        self.settings = settings
+        # the service's worker, registry, metrics and settings, all from its one state
+        self.worker = state.worker
+        self.registry = state.registry
+        self.metrics = state.metrics
+        self.settings = state.settings
         self.slot = FrameSlot()
         self._send_lock = asyncio.Lock()
         self._open = True
@@ -182,50 +174,51 @@ class StreamConnection:
             return False
         if kind == "close":
             return True
-        self.session.reinit_box = box
+        assert box is not None  # parse_control gives a reinit its box
+        self.session.reinit.put(box)  # the next frame processed uses it (service.worker)
         return False
 
     async def _process_loop(self) -> None:
         session = self.session
         while (frame := await self.slot.take()) is not None:
-            reinit_box, session.reinit_box = session.reinit_box, None
             # With the preview off (the default) the decoded frame is not even kept.
-            watched = session.preview.active(self.settings.preview_idle_off_s)
+            watched = session.preview.active()
             try:
-                outcome = await self.worker.process(session.tracker, frame, reinit_box, session.options, keep_image=watched)
+                outcome = await self.worker.process(session, frame, keep_image=watched)
             except ApiError as exc:
-                if reinit_box is not None and exc.code != "invalid_box":
-                    session.reinit_box = reinit_box  # the frame was bad, not the box: keep it for the next one
                 await self._fail_frame(frame.seq, exc)
                 continue
             except Exception:  # a bug must not kill the stream or the server
                 log.exception("frame %d of session %s failed", frame.seq, session.id)
                 await self._fail_frame(frame.seq, ApiError(500, "internal_error", "the server failed on this frame; see its log"))
                 continue
-            session.tracker = outcome.tracker
-            session.record(outcome.result)
-            latency = dict(outcome.latency_ms)
-            # End to end inside the server: arrival until the result is handed to the socket,
-            # including the event loop's pick-up of the finished worker job.
-            latency["total"] = (time.perf_counter() - frame.received_at) * 1e3
-            self.metrics.observe_frame(latency)
-            r = outcome.result
-            await self._send(
-                {
-                    "type": "result",
-                    "seq": frame.seq,
-                    "box": list(r.box),
-                    "score": r.score,
-                    "state": r.state,
-                    "dropped": session.frames_dropped,
-                    "deblurred": r.deblurred,
-                    "reinit": outcome.reinit,
-                    "latency_ms": {k: round(v, 3) for k, v in latency.items()},
-                }
-            )
-            session.history.add(Sample(time.monotonic(), frame.seq, latency["total"], r.score, r.state), self.settings.history_s)
-            if outcome.image is not None:
-                self._offer_preview(frame.seq, outcome.image, r)
+            await self._answer(frame, outcome)
+
+    async def _answer(self, frame: PendingFrame, outcome: FrameOutcome) -> None:
+        """Record a processed frame in the session, send its result, and offer its preview."""
+        session, r = self.session, outcome.result
+        session.record(r)
+        latency = dict(outcome.latency_ms)
+        # End to end inside the server: arrival until the result is handed to the socket,
+        # including the event loop's pick-up of the finished worker job.
+        latency["total"] = (time.perf_counter() - frame.received_at) * 1e3
+        self.metrics.observe_frame(latency)
+        await self._send(
+            {
+                "type": "result",
+                "seq": frame.seq,
+                "box": list(r.box),
+                "score": r.score,
+                "state": r.state,
+                "dropped": session.frames_dropped,
+                "deblurred": r.deblurred,
+                "reinit": outcome.reinit,
+                "latency_ms": {k: round(v, 3) for k, v in latency.items()},
+            }
+        )
+        session.history.add(Sample(time.monotonic(), frame.seq, latency["total"], r.score, r.state))
+        if outcome.image is not None:
+            self._offer_preview(frame.seq, outcome.image, r)
 
     # -- preview (only while a page watches this session) -----------------------------------------
     def _offer_preview(self, seq: int, image: np.ndarray, result: TrackResult) -> None:
@@ -233,8 +226,8 @@ class StreamConnection:
         replaces it) and encode it once the limit allows: the last frame of a stream that stops
         still shows up. Encoding runs in the worker pool after the result is sent, beside the
         tracking of the next frame, so a watching page never delays a box."""
-        preview, s = self.session.preview, self.settings
-        if preview.due(s.preview_max_fps, s.preview_idle_off_s):
+        preview = self.session.preview
+        if preview.due():
             self._pending_preview = None
             self._spawn(self._store_preview(seq, image, result))
         elif preview.enabled:
@@ -249,12 +242,12 @@ class StreamConnection:
         task.add_done_callback(self._preview_tasks.discard)
 
     async def _flush_preview_later(self) -> None:
-        preview, s = self.session.preview, self.settings
+        preview = self.session.preview
         try:
             while self._pending_preview is not None and not self.session.ended:
-                await asyncio.sleep(preview.wait_s(s.preview_max_fps))
+                await asyncio.sleep(preview.wait_s())
                 pending, self._pending_preview = self._pending_preview, None
-                if pending is not None and preview.due(s.preview_max_fps, s.preview_idle_off_s):
+                if pending is not None and preview.due():
                     await self._store_preview(*pending)
                 elif pending is not None and preview.enabled and self._pending_preview is None:
                     self._pending_preview = pending  # another frame took the slot first; try again

@@ -1,7 +1,8 @@
 """Inference off the event loop: the pipeline is loaded once, and every decode / init / track runs
 in a thread pool of `workers` threads. One session never has two frames in flight (the stream
-awaits each frame before taking the next), so a tracker is never used by two threads at once;
-different sessions run in parallel on the shared networks."""
+awaits each frame before taking the next), so a session's tracker is never used by two threads at
+once; different sessions run in parallel on the shared networks. The session owns its tracker:
+the worker tracks with it, or on a pending re-init replaces it, and returns only the result."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from blurtrack.service.config import ServiceSettings
 from blurtrack.service.errors import ApiError, from_engine_error
 from blurtrack.service.frames import decode_frame
 from blurtrack.service.schemas import SessionOptions
-from blurtrack.service.sessions import PendingFrame
+from blurtrack.service.sessions import PendingFrame, ReinitRequest, Session
 from blurtrack.service.validation import all_finite, check_box_in_frame
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ T = TypeVar("T")
 class FrameOutcome:
     result: TrackResult
     latency_ms: dict[str, float]
-    tracker: SiamRPNTracker  # a new one when the frame re-initialised the session
-    reinit: bool
+    reinit: bool  # the frame re-initialised the session on a new box
     image: np.ndarray | None = None  # the decoded frame, handed back only while a page watches the session
 
 
@@ -75,6 +75,25 @@ def _finite(result: TrackResult) -> TrackResult:
     return result
 
 
+def _request_used(exc: Exception) -> bool:
+    """Whether a re-init that failed with `exc` is done with: its box was refused, or the failure
+    is not the frame's. A frame the tracker could not use leaves the request for the next frame."""
+    return not isinstance(exc, ApiError) or exc.code == "invalid_box"
+
+
+def _latency(frame: PendingFrame, started: float, decoded: float, timings: dict[str, float]) -> dict[str, float]:
+    return {
+        "queue": (started - frame.received_at) * 1e3,
+        "decode": (decoded - started) * 1e3,
+        "crop": timings.get("crop", 0.0),
+        "deblur": timings.get("deblur", 0.0),
+        "track": timings.get("track", 0.0),
+        "post": timings.get("post", 0.0),
+        "engine": timings.get("total", 0.0),
+        "total": (time.perf_counter() - frame.received_at) * 1e3,  # the stream sets it again at sending
+    }
+
+
 class InferenceWorker:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
@@ -88,12 +107,13 @@ class InferenceWorker:
         keeps answering /healthz and /readyz meanwhile)."""
         s = self.settings
         try:
-            self.pipeline = await self._run(partial(Pipeline.from_bundle, s.bundle, backend=s.backend, threads=s.threads))
+            pipeline = await self._run(partial(Pipeline.from_bundle, s.bundle, backend=s.backend, threads=s.threads))
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("could not load the pipeline: %s", self.load_error)
             return
-        log.info("ready: %s", self.pipeline.describe())
+        self.pipeline = pipeline
+        log.info("ready: %s", pipeline.describe())
 
     @property
     def ready(self) -> bool:
@@ -118,65 +138,64 @@ class InferenceWorker:
         pipeline = self.require_pipeline()
         return await self._run(partial(self._open, pipeline, data, box, options))
 
-    def _open(self, pipeline: Pipeline, data: bytes, box: Box, options: SessionOptions):
+    def _open(self, pipeline: Pipeline, data: bytes, box: Box, options: SessionOptions) -> tuple[SiamRPNTracker, TrackResult]:
         image = decode_frame(data, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
-        check_box_in_frame(box, image.shape[1], image.shape[0])
-        tracker = pipeline.new_tracker(deblur=options.deblur)
-        try:
-            result = tracker.init(image, box)
-        except BlurtrackError as exc:
-            raise from_engine_error(exc) from exc
-        return tracker, _finite(result)
+        return _start_tracker(pipeline, image, box, options)
 
-    async def process(
-        self,
-        tracker: SiamRPNTracker,
-        frame: PendingFrame,
-        reinit_box: Box | None,
-        options: SessionOptions,
-        keep_image: bool = False,
-    ) -> FrameOutcome:
-        """Track one frame. `keep_image` hands the decoded frame back (for the session's preview)."""
+    async def process(self, session: Session, frame: PendingFrame, keep_image: bool = False) -> FrameOutcome:
+        """Track one frame of `session` with its tracker, or re-initialise the session on its pending
+        re-init request. `keep_image` hands the decoded frame back (for the session's preview)."""
         pipeline = self.require_pipeline()
-        return await self._run(partial(self._process, pipeline, tracker, frame, reinit_box, options, keep_image))
+        return await self._run(partial(self._process, pipeline, session, frame, keep_image))
 
     async def encode_preview(self, image: np.ndarray) -> EncodedPreview:
         """Downscale and JPEG-encode a frame in a worker thread (after its result was sent)."""
         s = self.settings
         return await self._run(partial(encode_preview, image, s.preview_max_side, s.preview_jpeg_quality))
 
-    def _process(
-        self,
-        pipeline: Pipeline,
-        tracker: SiamRPNTracker,
-        frame: PendingFrame,
-        reinit_box: Box | None,
-        options: SessionOptions,
-        keep_image: bool,
-    ) -> FrameOutcome:
+    def _process(self, pipeline: Pipeline, session: Session, frame: PendingFrame, keep_image: bool) -> FrameOutcome:
         started = time.perf_counter()
         image = decode_frame(frame.data, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
         decoded = time.perf_counter()
-        try:
-            if reinit_box is not None:
-                # A fresh tracker: if the new box is bad, the old tracker carries on untouched.
-                fresh = pipeline.new_tracker(deblur=options.deblur)
-                result = fresh.init(image, check_box_in_frame(reinit_box, image.shape[1], image.shape[0]))
-                tracker = fresh
-            else:
-                result = tracker.track(image)
-        except BlurtrackError as exc:
-            raise from_engine_error(exc) from exc
-        result = _finite(result)
-        timings = result.timings
-        latency = {
-            "queue": (started - frame.received_at) * 1e3,
-            "decode": (decoded - started) * 1e3,
-            "crop": timings.get("crop", 0.0),
-            "deblur": timings.get("deblur", 0.0),
-            "track": timings.get("track", 0.0),
-            "post": timings.get("post", 0.0),
-            "engine": timings.get("total", 0.0),
-            "total": (time.perf_counter() - frame.received_at) * 1e3,  # the stream sets it again at sending
-        }
-        return FrameOutcome(result, latency, tracker, reinit_box is not None, image if keep_image else None)
+        request = session.reinit.peek()
+        if request is None:
+            result = _track(session.tracker, image)
+        else:
+            result = _reinit(pipeline, session, image, request)
+        latency = _latency(frame, started, decoded, result.timings)
+        return FrameOutcome(result, latency, request is not None, image if keep_image else None)
+
+
+def _start_tracker(
+    pipeline: Pipeline, image: np.ndarray, box: Box, options: SessionOptions
+) -> tuple[SiamRPNTracker, TrackResult]:
+    """A fresh tracker initialised on `box`, which must overlap the frame."""
+    check_box_in_frame(box, image.shape[1], image.shape[0])
+    try:
+        tracker = pipeline.new_tracker(deblur=options.deblur)
+        result = tracker.init(image, box)
+    except BlurtrackError as exc:
+        raise from_engine_error(exc) from exc
+    return tracker, _finite(result)
+
+
+def _track(tracker: SiamRPNTracker, image: np.ndarray) -> TrackResult:
+    try:
+        result = tracker.track(image)
+    except BlurtrackError as exc:
+        raise from_engine_error(exc) from exc
+    return _finite(result)
+
+
+def _reinit(pipeline: Pipeline, session: Session, image: np.ndarray, request: ReinitRequest) -> TrackResult:
+    """A fresh tracker on the requested box becomes the session's; if the box is bad, the old
+    tracker carries on untouched."""
+    try:
+        tracker, result = _start_tracker(pipeline, image, request.box, session.options)
+    except Exception as exc:
+        if _request_used(exc):
+            session.reinit.consume(request)
+        raise
+    session.tracker = tracker
+    session.reinit.consume(request)
+    return result

@@ -66,13 +66,8 @@ def _versions() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from blurtrack.engine.errors import BlurtrackError
     from blurtrack.engine.settings import get_engine_settings
     from blurtrack.models.evaluation import benchmark, peers
-    from blurtrack.models.evaluation.bench_report import accuracy_table, write_outputs
-    from blurtrack.models.evaluation.host import host_signature
     from blurtrack.models.paths import shared_dir
 
     cache_dir = args.cache_dir or peers.default_cache_dir()
@@ -91,10 +86,32 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     started_at = dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
+    datasets, data_info = _load_data(args, config, data_names, cache_dir, shared)
+    specs = [t for t in config.trackers if t.name in tracker_names]
+    contenders = benchmark.build_contenders(specs, backend, threads, cache_dir, shared, setup_peers=not args.no_peer_setup)
+    reference = config.reference if config.reference in tracker_names else tracker_names[0]
+    result = _run_contenders(contenders, datasets, reference)
+    meta = {
+        "command": "blurtrack " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "blurtrack" else "blurtrack bench",
+        "started": started_at,
+        **_host(),
+        "threads": threads,
+        "backend": backend,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "versions": _versions(),
+    }
+    _report(args, result, meta, data_info, data_names)
+    return 0
+
+
+def _load_data(args: argparse.Namespace, config, data_names: list[str], cache_dir: Path, shared: Path) -> tuple[dict, dict]:
+    """The chosen data sets' sequences (the synthetic split rendered once, then cached) and their sizes."""
+    import dataclasses
+
+    from blurtrack.models.evaluation import benchmark
+
     data_specs = [config.data[n] for n in data_names]
     if args.synthetic_sequences:
-        import dataclasses
-
         data_specs = [
             dataclasses.replace(d, sequences=args.synthetic_sequences) if d.kind == "synthetic" else d for d in data_specs
         ]
@@ -102,29 +119,35 @@ def run(args: argparse.Namespace) -> int:
         f"preparing data: {', '.join(data_names)} (the synthetic split is rendered once, then cached in {cache_dir})",
         file=sys.stderr,
     )
-    datasets, data_info = benchmark.load_datasets(data_specs, cache_dir, shared)
+    return benchmark.load_datasets(data_specs, cache_dir, shared)
 
-    specs = [t for t in config.trackers if t.name in tracker_names]
-    contenders = benchmark.build_contenders(specs, backend, threads, cache_dir, shared, setup_peers=not args.no_peer_setup)
-    reference = config.reference if config.reference in tracker_names else tracker_names[0]
+
+def _run_contenders(contenders: list, datasets: dict, reference: str) -> dict:
+    """Every contender that can run over every sequence; refused when none can."""
+    from tqdm import tqdm
+
+    from blurtrack.engine.errors import BlurtrackError
+    from blurtrack.models.evaluation import benchmark
+
     available = [c for c in contenders if c.available]
     if not available:
         reasons = "; ".join(f"{c.spec.name}: {c.reason}" for c in contenders)
         raise BlurtrackError(f"no tracker can run: {reasons}")
-
     total = sum(len(s) for seqs in datasets.values() for s in seqs) * len(available)
     with tqdm(total=total, unit="frame", desc="bench", file=sys.stderr, dynamic_ncols=True) as bar:
-        result = benchmark.run_bench(contenders, datasets, reference, bar)
+        return benchmark.run_bench(contenders, datasets, reference, bar)
 
-    meta = {
-        "command": "blurtrack " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "blurtrack" else "blurtrack bench",
-        "started": started_at,
-        **{k: v for k, v in host_signature().items() if k in ("machine", "simd")},
-        "threads": threads,
-        "backend": backend,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "versions": _versions(),
-    }
+
+def _host() -> dict[str, str]:
+    from blurtrack.models.evaluation.host import host_signature
+
+    return {k: v for k, v in host_signature().items() if k in ("machine", "simd")}
+
+
+def _report(args: argparse.Namespace, result: dict, meta: dict, data_info: dict, data_names: list[str]) -> None:
+    """Write the markdown, JSON and plots, and print each data set's table and why rows are missing."""
+    from blurtrack.models.evaluation.bench_report import accuracy_table, write_outputs
+
     written = write_outputs(result, meta, data_info, args.out, args.markdown)
     for data_name in data_names:
         info = data_info[data_name]
@@ -134,4 +157,3 @@ def run(args: argparse.Namespace) -> int:
         if row["reason"]:
             print(f"- {row['name']}: {row['reason']}")
     print(f"\nwall time {meta['wall_seconds']:.0f} s; wrote " + ", ".join(str(p) for p in written.values()))
-    return 0

@@ -75,6 +75,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--deblur", choices=["bundle", "off"], default="bundle", help="deblur by the bundle's policy (default) or never"
     )
+    _add_data_flags(parser)
+    _add_tracker_flags(parser)
+    _add_deblur_flags(parser)
+    parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
+    parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split",
         choices=["select", "dev", "train"],
@@ -84,6 +92,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", type=positive_int, default=20, help="synthetic sequences (default: 20)")
     parser.add_argument("--frames", type=positive_int, default=80, help="frames per sequence (default: 80)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic split seed (default: 0)")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=_quality,
+        default=None,
+        help="also track every clip re-encoded as JPEG at this quality and rank by both together, "
+        "so the choice holds for what a camera's encoder sends (e.g. 80)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where the synthetic split and re-encoded clips are cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)",
+    )
+
+
+def _add_tracker_flags(parser: argparse.ArgumentParser) -> None:
     for name, values in DEFAULT_GRID.items():
         flag = "--" + name.replace("_", "-")
         parser.add_argument(
@@ -93,6 +116,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
             dest=name,
             help=f"comma-separated values to try (default: {','.join(map(str, values))})",
         )
+    for name, meaning in OPTIONAL_TRACKER_SETTINGS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=_floats,
+            default=None,
+            dest=name,
+            help=f"comma-separated {meaning} (default: keep the bundle's)",
+        )
+
+
+def _add_deblur_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--blur-threshold",
         type=_thresholds,
@@ -116,86 +150,96 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "sees strength x its output + (1 - strength) x the crop, 1 the output alone "
         "(default: keep the bundle's)",
     )
-    for name, meaning in OPTIONAL_TRACKER_SETTINGS.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=_floats,
-            default=None,
-            dest=name,
-            help=f"comma-separated {meaning} (default: keep the bundle's)",
-        )
-    parser.add_argument(
-        "--jpeg-quality",
-        type=_quality,
-        default=None,
-        help="also track every clip re-encoded as JPEG at this quality and rank by both together, "
-        "so the choice holds for what a camera's encoder sends (e.g. 80)",
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="where the synthetic split and re-encoded clips are cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)",
-    )
-    parser.add_argument("--out", type=Path, help="write the ranking here as JSON")
-    parser.add_argument("--apply", action="store_true", help="write the best setting into the bundle's manifest.json")
+
+
+class _Refused(Exception):
+    """A combination of flags this run cannot honour; the message says which and why."""
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from blurtrack.engine.otb import find_sequences, load_sequence, reencode_sequence
     from blurtrack.engine.pipeline import Pipeline
     from blurtrack.engine.settings import get_engine_settings
-    from blurtrack.models.evaluation import peers
-    from blurtrack.models.evaluation.benchmark import DataSpec, prepare_data
-    from blurtrack.models.evaluation.host import host_signature
-    from blurtrack.models.evaluation.splits import split_dirs
-    from blurtrack.models.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS, settings_grid, tune
-    from blurtrack.models.paths import shared_dir
 
-    # the deblur-policy settings this run varies, and the flags that asked for them
+    try:
+        deblur_values = _deblur_values(args)
+        settings = get_engine_settings()
+        pipeline = Pipeline.from_bundle(
+            args.bundle or settings.bundle, backend=args.backend or settings.backend, threads=args.threads or settings.threads
+        )
+        if deblur_values and not pipeline.has_deblur:
+            raise _Refused(f"bundle {pipeline.bundle.name} has no deblur network, so no deblur policy to tune")
+    except _Refused as exc:
+        print(f"blurtrack tune: {exc}", file=sys.stderr)
+        return 2
+    sequences = _load_sequences(args)
+    rows = _rank(args, pipeline, sequences, _grid(args, deblur_values))
+    _print_ranking(args, pipeline, sequences, rows)
+    if args.out:
+        _write_report(args, pipeline, sequences, rows)
+    if args.apply:
+        _apply(pipeline, rows[0]["settings"])
+    return 0
+
+
+def _deblur_values(args: argparse.Namespace) -> dict[str, list[float]]:
+    """The deblur-policy settings this run varies; refused with --deblur off, which never uses them."""
     deblur_options = {
         "--blur-threshold": ("blur_threshold", args.blur_threshold),
         "--rescue-score": ("rescue_score", args.rescue_score),
         "--deblur-strength": ("strength", args.deblur_strength),
     }
-    deblur_values = {key: v for key, v in deblur_options.values() if v is not None}
-    deblur_flags = [flag for flag, (_, v) in deblur_options.items() if v is not None]
-    if deblur_flags and args.deblur == "off":
-        print(
-            f"blurtrack tune: {', '.join(deblur_flags)} tune the deblur policy, which --deblur off never uses; drop one of them",
-            file=sys.stderr,
-        )
-        return 2
-    settings = get_engine_settings()
-    bundle = args.bundle or settings.bundle
-    pipeline = Pipeline.from_bundle(bundle, backend=args.backend or settings.backend, threads=args.threads or settings.threads)
+    flags = [flag for flag, (_, v) in deblur_options.items() if v is not None]
+    if flags and args.deblur == "off":
+        raise _Refused(f"{', '.join(flags)} tune the deblur policy, which --deblur off never uses; drop one of them")
+    return {key: v for key, v in deblur_options.values() if v is not None}
+
+
+def _load_sequences(args: argparse.Namespace) -> list:
+    """The select clips or a synthetic split, plus their JPEG re-encodings with --jpeg-quality."""
+    from blurtrack.engine.otb import find_sequences, load_sequence, reencode_sequence
+    from blurtrack.models.evaluation import peers
+    from blurtrack.models.evaluation.benchmark import DataSpec, prepare_data
+    from blurtrack.models.evaluation.splits import split_dirs
+    from blurtrack.models.paths import shared_dir
+
+    cache_dir = args.cache_dir or peers.default_cache_dir()
     if args.split == "select":
         sequences = [load_sequence(d) for d in split_dirs(shared_dir() / "data" / "real-train", "select")]
     else:
         spec = DataSpec(
             name=args.split, kind="synthetic", split=args.split, sequences=args.sequences, frames=args.frames, seed=args.seed
         )
-        sequences = find_sequences(prepare_data(spec, args.cache_dir or peers.default_cache_dir(), shared_dir()))
+        sequences = find_sequences(prepare_data(spec, cache_dir, shared_dir()))
     if args.jpeg_quality is not None:
-        reencoded = (args.cache_dir or peers.default_cache_dir()) / f"jpeg-q{args.jpeg_quality}"
+        reencoded = cache_dir / f"jpeg-q{args.jpeg_quality}"
         sequences = sequences + [reencode_sequence(s, reencoded, args.jpeg_quality) for s in sequences]
+    return sequences
+
+
+def _grid(args: argparse.Namespace, deblur_values: dict[str, list[float]]) -> list[dict[str, float]]:
+    from blurtrack.models.evaluation.tuning import settings_grid
+
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
     for name in OPTIONAL_TRACKER_SETTINGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    if deblur_flags and not pipeline.has_deblur:
-        print(
-            f"blurtrack tune: bundle {pipeline.bundle.name} has no deblur network, so no deblur policy to tune", file=sys.stderr
-        )
-        return 2
     values.update(deblur_values)
-    grid = settings_grid(values)
-    deblur = None if args.deblur == "bundle" else "off"
+    return settings_grid(values)
 
+
+def _rank(args: argparse.Namespace, pipeline, sequences: list, grid: list[dict[str, float]]) -> list[dict]:
+    from tqdm import tqdm
+
+    from blurtrack.models.evaluation.tuning import tune
+
+    deblur = None if args.deblur == "bundle" else "off"
     total = len(grid) * sum(len(s) for s in sequences)
     with tqdm(total=total, unit="frame", desc=f"tune {len(grid)} settings", file=sys.stderr, dynamic_ncols=True) as bar:
-        rows = tune(pipeline, sequences, grid, deblur, bar.update)
+        return tune(pipeline, sequences, grid, deblur, bar.update)
+
+
+def _print_ranking(args: argparse.Namespace, pipeline, sequences: list, rows: list[dict]) -> None:
+    from blurtrack.models.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS
 
     manifest = pipeline.bundle.manifest
     where = "the real-train select clips" if args.split == "select" else f"the synthetic {args.split} split"
@@ -212,30 +256,50 @@ def run(args: argparse.Namespace) -> int:
             f"  {row['objective']:.4f}  P@15 {row['precision@15']:.4f}  S@0.6 {row['success@0.6']:.4f}  AUC {row['auc']:.4f}  "
             f"deblurred {row['deblurred_frames']}  {setting}"
         )
-    best = rows[0]["settings"]
-    best_tracker = {k: v for k, v in best.items() if k in TRACKER_SETTINGS}
-    best_deblur = {k: v for k, v in best.items() if k in DEBLUR_SETTINGS}
+    best_tracker, best_deblur = _split_settings(rows[0]["settings"])
     print(f"best: --tracker-json '{json.dumps(best_tracker)}'" + (f", deblur policy {best_deblur}" if best_deblur else ""))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        # the host too: boxes, hence objectives, differ between CPUs (models/evaluation/host.py)
-        report = {
-            "bundle": pipeline.bundle.name,
-            "bundle_dir": str(pipeline.bundle.root),
-            "split": args.split,
-            "jpeg_quality": args.jpeg_quality,
-            "sequences": len(sequences),
-            "frames": args.frames,
-            "seed": args.seed,
-            "deblur": args.deblur,
-            "host": host_signature(),
-            "ranking": rows,
+
+
+def _split_settings(settings: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """A setting's tracker part and its deblur-policy part."""
+    from blurtrack.models.evaluation.tuning import DEBLUR_SETTINGS, TRACKER_SETTINGS
+
+    return (
+        {k: v for k, v in settings.items() if k in TRACKER_SETTINGS},
+        {k: v for k, v in settings.items() if k in DEBLUR_SETTINGS},
+    )
+
+
+def _write_report(args: argparse.Namespace, pipeline, sequences: list, rows: list[dict]) -> None:
+    from blurtrack.models.evaluation.host import host_signature
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # the host too: boxes, hence objectives, differ between CPUs (models/evaluation/host.py)
+    report = {
+        "bundle": pipeline.bundle.name,
+        "bundle_dir": str(pipeline.bundle.root),
+        "split": args.split,
+        "jpeg_quality": args.jpeg_quality,
+        "sequences": len(sequences),
+        "frames": args.frames,
+        "seed": args.seed,
+        "deblur": args.deblur,
+        "host": host_signature(),
+        "ranking": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _apply(pipeline, best: dict[str, float]) -> None:
+    """Write the best setting into the bundle's manifest through the bundle's own save (a copy of
+    the bundle: the loaded pipeline keeps the settings it was built with)."""
+    best_tracker, best_deblur = _split_settings(best)
+    manifest = pipeline.bundle.manifest
+    tuned_manifest = manifest.model_copy(
+        update={
+            "tracker": manifest.tracker.model_copy(update=best_tracker),
+            "deblur_policy": manifest.deblur_policy.model_copy(update=best_deblur),
         }
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.apply:
-        tuned = pipeline.bundle
-        tuned.manifest.tracker = tuned.manifest.tracker.model_copy(update=best_tracker)
-        if best_deblur:
-            tuned.manifest.deblur_policy = tuned.manifest.deblur_policy.model_copy(update=best_deblur)
-        print(f"wrote {best} into {tuned.save()}")
-    return 0
+    )
+    tuned = pipeline.bundle.model_copy(update={"manifest": tuned_manifest})
+    print(f"wrote {best} into {tuned.save()}")

@@ -78,7 +78,7 @@ def to_image(nchw: np.ndarray) -> np.ndarray:
     return np.clip(np.round(nchw[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m blurtrack.models.deblur.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="best.pt or last.pt from models.deblur.train")
     ap.add_argument("--out", required=True, help="folder for deblur.onnx and export_report.json")
@@ -87,14 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for the timing")
     ap.add_argument("--runs", type=int, default=100, help="timed calls")
     ap.add_argument("--images-dir", help="photo folder (default: ../shared/data/images)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    torch.set_num_threads(1)
-    model, state = load_checkpoint(args.checkpoint)
-    onnx_path = export_onnx(model, Path(args.out) / "deblur.onnx")
-    sess = ort_session(onnx_path, args.threads)
 
-    pairs = fixed_pairs("test", args.pairs, args.seed, 255, images_dir=args.images_dir)
+def score_pairs(model: FPNDeblur, sess, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """PSNR of the exported network on held-out pairs, and its largest difference from torch
+    (on the first 8 pairs)."""
     max_diff = 0.0
     before, after = [], []
     for i, (blurred, sharp) in enumerate(pairs):
@@ -107,23 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         before.append(psnr(blurred, sharp))
         after.append(psnr(to_image(y_ort), sharp))
     before_a, after_a = np.asarray(before), np.asarray(after)
-
-    x = to_nchw(pairs[0][0])
-    for _ in range(10):
-        sess.run([OUTPUT_NAME], {INPUT_NAME: x})
-    times = []
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        sess.run([OUTPUT_NAME], {INPUT_NAME: x})
-        times.append((time.perf_counter() - t) * 1000.0)
-
-    report = {
-        "checkpoint": str(args.checkpoint),
-        "step": state.get("step"),
-        "onnx": str(onnx_path),
-        "onnx_bytes": onnx_path.stat().st_size,
-        "params": sum(p.numel() for p in model.parameters()),
-        "gflops_255": round(count_flops(model, (1, 3, 255, 255)), 3),
+    return {
         "max_abs_diff_ort_vs_torch": max_diff,
         "test_pairs": len(pairs),
         "psnr_blurred": round(float(before_a.mean()), 3),
@@ -131,22 +113,60 @@ def main(argv: list[str] | None = None) -> int:
         "psnr_gain_db": round(float((after_a - before_a).mean()), 3),
         "psnr_gain_median_db": round(float(np.median(after_a - before_a)), 3),
         "pairs_improved": int((after_a > before_a).sum()),
-        "ort_threads": args.threads,
-        "ms_median": round(float(np.median(times)), 2),
-        "ms_p95": round(float(np.percentile(times, 95)), 2),
     }
-    (Path(args.out) / "export_report.json").write_text(json.dumps(report, indent=1))
+
+
+def time_calls(sess, x: np.ndarray, runs: int) -> dict:
+    """Median and p95 milliseconds per call, after 10 warm-up calls."""
+    for _ in range(10):
+        sess.run([OUTPUT_NAME], {INPUT_NAME: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run([OUTPUT_NAME], {INPUT_NAME: x})
+        times.append((time.perf_counter() - t) * 1000.0)
+    return {"ms_median": round(float(np.median(times)), 2), "ms_p95": round(float(np.percentile(times, 95)), 2)}
+
+
+def print_report(report: dict, onnx_path: Path) -> None:
     print(
         f"exported {onnx_path} ({report['onnx_bytes'] / 1e6:.2f} MB, {report['params'] / 1e6:.2f} M params, "
         f"{report['gflops_255']} GFLOPs at 255)"
     )
-    print(f"max abs diff ONNX Runtime vs torch: {max_diff:.5f} (0..255 scale)")
+    print(f"max abs diff ONNX Runtime vs torch: {report['max_abs_diff_ort_vs_torch']:.5f} (0..255 scale)")
+    pairs = report["test_pairs"]
     print(
-        f"TEST pairs {len(pairs)}: PSNR blurred {report['psnr_blurred']:.2f} dB -> deblurred "
+        f"TEST pairs {pairs}: PSNR blurred {report['psnr_blurred']:.2f} dB -> deblurred "
         f"{report['psnr_deblurred']:.2f} dB (gain {report['psnr_gain_db']:+.2f} dB mean, "
-        f"{report['psnr_gain_median_db']:+.2f} median; {report['pairs_improved']}/{len(pairs)} improved)"
+        f"{report['psnr_gain_median_db']:+.2f} median; {report['pairs_improved']}/{pairs} improved)"
     )
-    print(f"ONNX Runtime {args.threads} threads: {report['ms_median']:.2f} ms median, {report['ms_p95']:.2f} ms p95 per call")
+    print(
+        f"ONNX Runtime {report['ort_threads']} threads: {report['ms_median']:.2f} ms median, {report['ms_p95']:.2f} ms p95 per call"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    model, state = load_checkpoint(args.checkpoint)
+    onnx_path = export_onnx(model, Path(args.out) / "deblur.onnx")
+    sess = ort_session(onnx_path, args.threads)
+    pairs = fixed_pairs("test", args.pairs, args.seed, 255, images_dir=args.images_dir)
+    scores = score_pairs(model, sess, pairs)
+    timing = time_calls(sess, to_nchw(pairs[0][0]), args.runs)
+    report = {
+        "checkpoint": str(args.checkpoint),
+        "step": state.get("step"),
+        "onnx": str(onnx_path),
+        "onnx_bytes": onnx_path.stat().st_size,
+        "params": sum(p.numel() for p in model.parameters()),
+        "gflops_255": round(count_flops(model, (1, 3, 255, 255)), 3),
+        **scores,
+        "ort_threads": args.threads,
+        **timing,
+    }
+    (Path(args.out) / "export_report.json").write_text(json.dumps(report, indent=1))
+    print_report(report, onnx_path)
     return 0
 
 

@@ -18,12 +18,14 @@ DIR/metrics.jsonl one line per epoch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +139,7 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m blurtrack.models.deblur.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="models/configs/deblur.json")
     ap.add_argument("--out", required=True, help="checkpoint folder (outside the repo)")
@@ -148,188 +150,251 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads (overrides config)")
     ap.add_argument("--seed", type=int, help="overrides the config's seed (a new seed draws new pairs when fine-tuning)")
     ap.add_argument("--images-dir", help="photo folder (default: ../shared/data/images)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    cfg = load_config(args.config)
-    total_steps = int(args.steps or cfg["total_steps"])
-    budget_s = 60.0 * float(args.budget_minutes if args.budget_minutes is not None else cfg.get("budget_minutes", 1e9))
-    torch.set_num_threads(int(args.threads or cfg.get("threads", 1)))
-    seed = int(args.seed if args.seed is not None else cfg.get("seed", 0))
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
-    crops, opt_cfg, loss_cfg = cfg["crops"], cfg["optim"], cfg["loss"]
-    gen = build_generator(cfg, pretrained=True)
-    disc = PatchDiscriminator(cfg.get("disc_width", 32))
-    perceptual = PerceptualLoss()
-    lr = float(opt_cfg["lr"])
-    opt_g = torch.optim.Adam(
-        [
-            {
-                "params": list(gen.encoder_parameters()),
-                "lr": lr * opt_cfg.get("encoder_lr_mult", 1.0),
-                "base": opt_cfg.get("encoder_lr_mult", 1.0),
-            },
-            {"params": gen.decoder_parameters(), "lr": lr, "base": 1.0},
-        ],
-        betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
-    )
-    opt_d = torch.optim.Adam(disc.parameters(), lr=float(loss_cfg.get("d_lr", 1e-4)), betas=(0.5, 0.999))
+def _mean_losses(running: dict[str, float]) -> dict[str, float]:
+    n = running.pop("n", 1.0)
+    return {k: round(v / n, 5) for k, v in running.items()}
 
-    step, elapsed_before, best, history = 0, 0.0, -1.0, []
-    last = out / "last.pt"
-    if args.resume:
-        if not last.is_file():
-            raise ModelNotFoundError(f"--resume: {last} not found; start without --resume")
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        gen.load_state_dict(ck["model"])
-        disc.load_state_dict(ck["disc"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        rng.bit_generator.state = ck["np_rng"]
+
+class DeblurTrainer:
+    """One training run: the generator and its critic with their optimisers, the schedule, the
+    training steps, each epoch's validation and the checkpoints."""
+
+    def __init__(self, cfg: dict, args: argparse.Namespace):
+        self.cfg = cfg
+        self.total_steps = int(args.steps or cfg["total_steps"])
+        self.budget_s = 60.0 * float(args.budget_minutes if args.budget_minutes is not None else cfg.get("budget_minutes", 1e9))
+        torch.set_num_threads(int(args.threads or cfg.get("threads", 1)))
+        self.seed = int(args.seed if args.seed is not None else cfg.get("seed", 0))
+        torch.manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.last = self.out / "last.pt"
+        self._read_recipe(cfg)
+        # built in this order after the seed: their random initial weights depend on it
+        self.gen = build_generator(cfg, pretrained=True)
+        self.disc = PatchDiscriminator(cfg.get("disc_width", 32))
+        self.perceptual = PerceptualLoss()
+        self.opt_g, self.opt_d = self._optimisers()
+        self.step, self.elapsed_before, self.best = 0, 0.0, -1.0
+        self.history: list[dict] = []  # one record per epoch
+        self.t0 = time.time()
+        self.stop = False
+        if args.resume:
+            self._resume()
+        elif args.init:
+            print("init:", load_init(self.gen, args.init), flush=True)
+        self.train_images = load_split_images("train", args.images_dir)
+        self.val_pairs = self._validation_pairs(args.images_dir)
+
+    def _read_recipe(self, cfg: dict) -> None:
+        """The crops, the learning rate and the loss weights the config asks for."""
+        crops, self.opt_cfg, loss_cfg = cfg["crops"], cfg["optim"], cfg["loss"]
+        self.crops = crops
+        self.lr = float(self.opt_cfg["lr"])
+        self.sizes = [int(s) for s in crops["sizes"]]
+        probs = np.asarray(crops["probs"], dtype=np.float64)
+        self.probs = probs / probs.sum()
+        self.k_range = tuple(crops.get("k_range", (7, 13)))
+        self.max_smear = float(crops.get("max_smear", 48.0))
+        self.steps_per_epoch = int(cfg.get("steps_per_epoch", 200))
+        self.w_l1, self.w_p, self.w_adv = float(loss_cfg["l1"]), float(loss_cfg["perceptual"]), float(loss_cfg["adversarial"])
+        self.adv_start = float(loss_cfg.get("adv_start_frac", 0.5))
+        self.d_lr = float(loss_cfg.get("d_lr", 1e-4))
+
+    def _optimisers(self) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+        opt_cfg = self.opt_cfg
+        encoder_mult = opt_cfg.get("encoder_lr_mult", 1.0)
+        opt_g = torch.optim.Adam(
+            [
+                {"params": list(self.gen.encoder_parameters()), "lr": self.lr * encoder_mult, "base": encoder_mult},
+                {"params": self.gen.decoder_parameters(), "lr": self.lr, "base": 1.0},
+            ],
+            betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
+        )
+        opt_d = torch.optim.Adam(self.disc.parameters(), lr=self.d_lr, betas=(0.5, 0.999))
+        return opt_g, opt_d
+
+    def _resume(self) -> None:
+        if not self.last.is_file():
+            raise ModelNotFoundError(f"--resume: {self.last} not found; start without --resume")
+        ck = torch.load(self.last, map_location="cpu", weights_only=False)
+        self.gen.load_state_dict(ck["model"])
+        self.disc.load_state_dict(ck["disc"])
+        self.opt_g.load_state_dict(ck["opt_g"])
+        self.opt_d.load_state_dict(ck["opt_d"])
+        self.rng.bit_generator.state = ck["np_rng"]
         torch.set_rng_state(ck["torch_rng"])
-        step, elapsed_before, best, history = ck["step"], ck["elapsed"], ck["best_psnr"], ck["history"]
-        print(f"resumed from {last} at step {step} ({elapsed_before / 60:.1f} min done)", flush=True)
-    elif args.init:
-        print("init:", load_init(gen, args.init), flush=True)
+        self.step, self.elapsed_before, self.best, self.history = ck["step"], ck["elapsed"], ck["best_psnr"], ck["history"]
+        print(f"resumed from {self.last} at step {self.step} ({self.elapsed_before / 60:.1f} min done)", flush=True)
 
-    train_images = load_split_images("train", args.images_dir)
-    val_cfg = cfg.get("val", {})
-    val_pairs = fixed_pairs(
-        "dev",
-        int(val_cfg.get("pairs", 48)),
-        int(val_cfg.get("seed", 1234)),
-        int(val_cfg.get("size", 255)),
-        float(crops.get("max_smear", 48.0)),
-        args.images_dir,
-    )
-    print(
-        f"train photos {len(train_images)}, dev pairs {len(val_pairs)}, steps {total_steps}, budget {budget_s / 60:.0f} min, "
-        f"threads {torch.get_num_threads()}, seed {seed}",
-        flush=True,
-    )
+    def _validation_pairs(self, images_dir: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        val_cfg = self.cfg.get("val", {})
+        return fixed_pairs(
+            "dev",
+            int(val_cfg.get("pairs", 48)),
+            int(val_cfg.get("seed", 1234)),
+            int(val_cfg.get("size", 255)),
+            self.max_smear,
+            images_dir,
+        )
 
-    stop = {"flag": False}
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """Inside, SIGTERM and SIGINT end the run cleanly (the step finishes, the checkpoints are
+        written); the caller's handlers come back after (main() may run inside another program, a
+        test process say, whose forked children must still die on SIGTERM)."""
 
-    def on_signal(signum, _frame):  # finish the step, save, exit
-        stop["flag"] = True
+        def on_signal(signum, _frame):
+            self.stop = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
-    def checkpoint(tag: str) -> None:
-        state = {
-            "step": step,
-            "model": gen.state_dict(),
-            "disc": disc.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "np_rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "elapsed": elapsed_before + (time.time() - t0),
-            "best_psnr": best,
-            "history": history,
-            "config": cfg,
-        }
-        save_atomic(state, last)
-        if tag == "best":
-            save_atomic({"step": step, "model": gen.state_dict(), "config": cfg, "val_psnr": best}, out / "best.pt")
+    # -- training ------------------------------------------------------------------------------
+    def train(self) -> None:
+        print(
+            f"train photos {len(self.train_images)}, dev pairs {len(self.val_pairs)}, steps {self.total_steps}, "
+            f"budget {self.budget_s / 60:.0f} min, threads {torch.get_num_threads()}, seed {self.seed}",
+            flush=True,
+        )
+        self.t0 = time.time()
+        self.gen.train()
+        self.disc.train()
+        running: dict[str, float] = {}
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="deblur", mininterval=30 if not sys.stderr.isatty() else 0.5)
+        while self.step < self.total_steps and not self.stop:
+            progress = max(self.step / self.total_steps, self._elapsed() / self.budget_s)
+            if progress >= 1.0:
+                print(f"wall-clock budget reached at step {self.step}", flush=True)
+                break
+            lr = self._set_lr(progress)
+            losses = self._train_step(progress)
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + v
+            running["n"] = running.get("n", 0.0) + 1
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(l1=f"{losses['l1']:.4f}", perc=f"{losses['perc']:.3f}", lr=f"{lr:.1e}", refresh=False)
+            if self.step % self.steps_per_epoch == 0:
+                self._end_epoch(lr, _mean_losses(running))
+                running = {}
+        bar.close()
 
-    sizes = [int(s) for s in crops["sizes"]]
-    probs = np.asarray(crops["probs"], dtype=np.float64)
-    probs = probs / probs.sum()
-    k_range = tuple(crops.get("k_range", (7, 13)))
-    max_smear = float(crops.get("max_smear", 48.0))
-    steps_per_epoch = int(cfg.get("steps_per_epoch", 200))
-    w_l1, w_p, w_adv = float(loss_cfg["l1"]), float(loss_cfg["perceptual"]), float(loss_cfg["adversarial"])
-    adv_start = float(loss_cfg.get("adv_start_frac", 0.5))
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.time() - self.t0)
 
-    t0 = time.time()
-    gen.train()
-    disc.train()
-    running: dict[str, float] = {}
-    bar = tqdm(total=total_steps, initial=step, desc="deblur", mininterval=30 if not sys.stderr.isatty() else 0.5)
-    while step < total_steps and not stop["flag"]:
-        elapsed = elapsed_before + (time.time() - t0)
-        progress = max(step / total_steps, elapsed / budget_s)
-        if progress >= 1.0:
-            print(f"wall-clock budget reached at step {step}", flush=True)
-            break
-        f = lr_factor(progress, float(opt_cfg.get("warmup_frac", 0.02)), float(opt_cfg.get("min_lr_frac", 0.02)))
-        for g in opt_g.param_groups:
-            g["lr"] = lr * g["base"] * f
+    def _set_lr(self, progress: float) -> float:
+        """Cosine over progress after a warm-up; returns the decoder's learning rate."""
+        f = lr_factor(progress, float(self.opt_cfg.get("warmup_frac", 0.02)), float(self.opt_cfg.get("min_lr_frac", 0.02)))
+        for g in self.opt_g.param_groups:
+            g["lr"] = self.lr * g["base"] * f
+        return self.lr * f
 
-        size = sizes[int(rng.choice(len(sizes), p=probs))]
-        blurred_np, sharp_np = sample_batch(train_images, rng, size, int(crops["batch"][str(size)]), max_smear, k_range)
+    def _train_step(self, progress: float) -> dict[str, float]:
+        """One generator step (L1 + perceptual, + adversarial once past adv_start) and, with the
+        adversarial term on, one critic step. Returns the step's losses."""
+        size = self.sizes[int(self.rng.choice(len(self.sizes), p=self.probs))]
+        batch = int(self.crops["batch"][str(size)])
+        blurred_np, sharp_np = sample_batch(self.train_images, self.rng, size, batch, self.max_smear, self.k_range)
         blurred, sharp = torch.from_numpy(blurred_np), torch.from_numpy(sharp_np)
-        use_adv = w_adv > 0 and progress >= adv_start
+        use_adv = self.w_adv > 0 and progress >= self.adv_start
+        losses: dict[str, float] = {}
 
-        out_img = gen(blurred)
+        out_img = self.gen(blurred)
         l1 = F.l1_loss(out_img, sharp) / 255.0
-        lp = perceptual(out_img, sharp)
-        loss = w_l1 * l1 + w_p * lp
+        lp = self.perceptual(out_img, sharp)
+        loss = self.w_l1 * l1 + self.w_p * lp
         if use_adv:
-            disc.requires_grad_(False)
-            l_adv = 0.5 * ((disc(out_img) - 1.0) ** 2).mean()
-            loss = loss + w_adv * l_adv
-        opt_g.zero_grad(set_to_none=True)
+            self.disc.requires_grad_(False)
+            l_adv = 0.5 * ((self.disc(out_img) - 1.0) ** 2).mean()
+            loss = loss + self.w_adv * l_adv
+        self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        opt_g.step()
+        self.opt_g.step()
         if use_adv:
-            disc.requires_grad_(True)
-            d_loss = 0.5 * ((disc(sharp) - 1.0) ** 2).mean() + 0.5 * (disc(out_img.detach()) ** 2).mean()
-            opt_d.zero_grad(set_to_none=True)
+            self.disc.requires_grad_(True)
+            d_loss = 0.5 * ((self.disc(sharp) - 1.0) ** 2).mean() + 0.5 * (self.disc(out_img.detach()) ** 2).mean()
+            self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
-            opt_d.step()
-            running["adv"] = running.get("adv", 0.0) + l_adv.item()
-            running["d"] = running.get("d", 0.0) + d_loss.item()
-        running["l1"] = running.get("l1", 0.0) + l1.item()
-        running["perc"] = running.get("perc", 0.0) + lp.item()
-        running["n"] = running.get("n", 0.0) + 1
-        step += 1
-        bar.update(1)
-        bar.set_postfix(l1=f"{l1.item():.4f}", perc=f"{lp.item():.3f}", lr=f"{lr * f:.1e}", refresh=False)
+            self.opt_d.step()
+            losses.update(adv=l_adv.item(), d=d_loss.item())
+        losses.update(l1=l1.item(), perc=lp.item())
+        return losses
 
-        if step % steps_per_epoch == 0:
-            before, after = validate(gen, val_pairs)
-            n = running.pop("n", 1.0)
-            rec = {
-                "step": step,
-                "minutes": round((elapsed_before + time.time() - t0) / 60, 2),
-                "lr": lr * f,
-                "val_psnr_blurred": round(before, 3),
-                "val_psnr_deblurred": round(after, 3),
-                "val_gain_db": round(after - before, 3),
-                **{k: round(v / n, 5) for k, v in running.items()},
-            }
-            running = {}
-            history.append(rec)
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            print(json.dumps(rec), flush=True)
-            improved = after > best
-            best = max(best, after)
-            checkpoint("best" if improved else "last")
-    bar.close()
+    # -- validation and checkpoints --------------------------------------------------------------
+    def _end_epoch(self, lr: float, mean_losses: dict[str, float]) -> None:
+        before, after = validate(self.gen, self.val_pairs)
+        rec = {
+            "step": self.step,
+            "minutes": round(self._elapsed() / 60, 2),
+            "lr": lr,
+            "val_psnr_blurred": round(before, 3),
+            "val_psnr_deblurred": round(after, 3),
+            "val_gain_db": round(after - before, 3),
+            **mean_losses,
+        }
+        self.history.append(rec)
+        with open(self.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+        self._keep(after)
 
-    before, after = validate(gen, val_pairs)
-    print(
-        json.dumps(
-            {
-                "final_step": step,
-                "val_psnr_blurred": round(before, 3),
-                "val_psnr_deblurred": round(after, 3),
-                "val_gain_db": round(after - before, 3),
-            }
-        ),
-        flush=True,
-    )
-    improved = after > best
-    best = max(best, after)
-    checkpoint("best" if improved else "last")
-    print(f"saved {last}" + (f" and {out / 'best.pt'}" if (out / "best.pt").exists() else ""), flush=True)
+    def finish(self) -> None:
+        """Validate once more and write the final checkpoints."""
+        before, after = validate(self.gen, self.val_pairs)
+        final = {
+            "final_step": self.step,
+            "val_psnr_blurred": round(before, 3),
+            "val_psnr_deblurred": round(after, 3),
+            "val_gain_db": round(after - before, 3),
+        }
+        print(json.dumps(final), flush=True)
+        self._keep(after)
+        best = self.out / "best.pt"
+        print(f"saved {self.last}" + (f" and {best}" if best.exists() else ""), flush=True)
+
+    def _keep(self, val_psnr: float) -> None:
+        """last.pt always; best.pt too when `val_psnr` beats the best so far."""
+        improved = val_psnr > self.best
+        self.best = max(self.best, val_psnr)
+        self._checkpoint("best" if improved else "last")
+
+    def _checkpoint(self, tag: str) -> None:
+        state = {
+            "step": self.step,
+            "model": self.gen.state_dict(),
+            "disc": self.disc.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "np_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "elapsed": self._elapsed(),
+            "best_psnr": self.best,
+            "history": self.history,
+            "config": self.cfg,
+        }
+        save_atomic(state, self.last)
+        if tag == "best":
+            save_atomic(
+                {"step": self.step, "model": self.gen.state_dict(), "config": self.cfg, "val_psnr": self.best},
+                self.out / "best.pt",
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    trainer = DeblurTrainer(load_config(args.config), args)
+    with trainer.stop_on_signals():
+        trainer.train()
+        trainer.finish()
     return 0
 
 

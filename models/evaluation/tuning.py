@@ -44,16 +44,13 @@ def evaluate_settings(
     deblur: str | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pooled metrics of the pipeline's trackers with `settings` in place of the bundle's own."""
-    tracker_update = {k: v for k, v in settings.items() if k in TRACKER_SETTINGS}
-    deblur_update = {k: v for k, v in settings.items() if k in DEBLUR_SETTINGS}
+    """Pooled metrics of the pipeline's trackers built with `settings` in place of the bundle's own."""
+    manifest = pipeline.bundle.manifest
+    tracker_config = manifest.tracker.model_copy(update={k: v for k, v in settings.items() if k in TRACKER_SETTINGS})
+    policy = manifest.deblur_policy.model_copy(update={k: v for k, v in settings.items() if k in DEBLUR_SETTINGS})
 
     def make_tracker():
-        tracker = pipeline.new_tracker(deblur=deblur)
-        tracker.cfg = tracker.cfg.model_copy(update=tracker_update)
-        if deblur_update:
-            tracker.use_deblur_policy(**deblur_update)
-        return tracker
+        return pipeline.new_tracker(deblur=deblur, tracker_config=tracker_config, deblur_policy=policy)
 
     pooled = evaluate(run_dataset(make_tracker, sequences, on_frame), sequences)["pooled"]
     summary = {k: pooled[k] for k in ("scored_frames", "precision@15", "precision@20", "success@0.6", "auc", "deblurred_frames")}

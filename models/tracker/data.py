@@ -59,23 +59,34 @@ def motion_blur_kernel(length: float, angle_deg: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
+# uint8 -> linear light, as a table: a lookup is ~10x cheaper than np.power on every pixel
+_TO_LINEAR = np.power(np.arange(256, dtype=np.float32) / 255.0, 2.2).astype(np.float32)
+
+
+def channel_mean(img: np.ndarray) -> np.ndarray:
+    """Per-channel mean of a BGR image (cv2.mean: ~20x faster than numpy's strided reduction on uint8)."""
+    return np.asarray(cv2.mean(img)[:3], dtype=np.float64)
+
+
 def motion_blur(img: np.ndarray, length: float, angle_deg: float) -> np.ndarray:
     """Blur in linear light (gamma 2.2), as the GoPro-style averaging of sharp sub-frames does."""
     if length < 1.5:
         return img
-    lin = np.power(img.astype(np.float32) * (1.0 / 255.0), 2.2)
+    lin = _TO_LINEAR[img]
     lin = cv2.filter2D(lin, -1, motion_blur_kernel(length, angle_deg), borderType=cv2.BORDER_REFLECT)
-    return np.clip(np.power(np.clip(lin, 0.0, 1.0), 1.0 / 2.2) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = cv2.pow(np.clip(lin, 0.0, 1.0), 1.0 / 2.2)
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     gain = 1.0 + rng.uniform(-strength, strength, size=3)  # per-channel colour cast
     contrast = 1.0 + rng.uniform(-strength, strength)
     bias = rng.uniform(-20, 20) * strength / 0.2
-    out = img.astype(np.float32) * gain[None, None, :]
-    mean = out.mean()
-    out = (out - mean) * contrast + mean + bias
-    return np.clip(out, 0, 255).astype(np.uint8)
+    mean = float(np.mean(channel_mean(img) * gain))
+    # (v * gain - mean) * contrast + mean + bias is affine per channel: one lookup table per channel
+    values = np.arange(256, dtype=np.float64)[:, None]
+    table = np.clip((values * gain[None, :] - mean) * contrast + mean + bias, 0, 255).astype(np.uint8)
+    return cv2.LUT(img, table.reshape(256, 1, 3))
 
 
 def to_grey(img: np.ndarray) -> np.ndarray:
@@ -298,19 +309,7 @@ def crop_pair(
     on `negative_centre`, or anywhere). `centre_hint`: where a tracker would centre the search crop
     (the target's earlier position), used with probability track_centre_prob."""
 
-    # template: centre 127 of a 255 crop at the exemplar scale, as the engine initialises
-    s_z = context_size(box_t[2], box_t[3], 0.5) * math.exp(rng.uniform(-c.template_scale, c.template_scale))
-    s_x_t = s_z * INSTANCE / EXEMPLAR
-    px = s_x_t / INSTANCE  # frame pixels per crop pixel
-    centre_t = (
-        box_t[0] + rng.uniform(-c.template_shift, c.template_shift) * px,
-        box_t[1] + rng.uniform(-c.template_shift, c.template_shift) * px,
-    )
-    mean_t = frame_t.reshape(-1, 3).mean(0)
-    big = crop_square(frame_t, centre_t, s_x_t, INSTANCE, mean_t)
-    off = (INSTANCE - EXEMPLAR) // 2
-    template = np.ascontiguousarray(big[off : off + EXEMPLAR, off : off + EXEMPLAR])
-
+    template = _template_crop(frame_t, box_t, rng, c)
     # search: around the target with random shift and scale
     s_x = context_size(box_s[2], box_s[3], 0.5) * INSTANCE / EXEMPLAR
     s_x *= 1.0 + rng.uniform(-c.search_scale, c.search_scale)
@@ -322,19 +321,48 @@ def crop_pair(
         centre_s = negative_centre if negative_centre is not None else (rng.uniform(0, W), rng.uniform(0, H))
         shift = (0.0, 0.0)
     else:
-        shift = (rng.uniform(-c.search_shift, c.search_shift), rng.uniform(-c.search_shift, c.search_shift))
-        if centre_hint is not None and rng.random() < c.track_centre_prob:
-            moved = (
-                (box_s[0] - centre_hint[0]) * scale + rng.uniform(-8, 8),
-                (box_s[1] - centre_hint[1]) * scale + rng.uniform(-8, 8),
-            )
-            if max(abs(moved[0]), abs(moved[1])) <= c.track_centre_max:
-                shift = moved
+        shift = _search_shift(box_s, scale, rng, c, centre_hint)
         centre_s = (box_s[0] - shift[0] / scale, box_s[1] - shift[1] / scale)
-    mean_s = frame_s.reshape(-1, 3).mean(0)
+    mean_s = channel_mean(frame_s)
     search = crop_square(frame_s, centre_s, s_x, INSTANCE, mean_s)
     box = np.array([shift[0], shift[1], box_s[2] * scale, box_s[3] * scale], dtype=np.float32)
+    template, search = _augment(template, search, rng, c)
+    return Pair(template=template, search=search, box=box, negative=negative)
 
+
+def _template_crop(frame: np.ndarray, box, rng: np.random.Generator, c: PairConfig) -> np.ndarray:
+    """The centre 127 of a 255 crop at the exemplar scale, as the engine initialises, with the
+    config's random scale and shift."""
+    s_z = context_size(box[2], box[3], 0.5) * math.exp(rng.uniform(-c.template_scale, c.template_scale))
+    s_x = s_z * INSTANCE / EXEMPLAR
+    px = s_x / INSTANCE  # frame pixels per crop pixel
+    centre = (
+        box[0] + rng.uniform(-c.template_shift, c.template_shift) * px,
+        box[1] + rng.uniform(-c.template_shift, c.template_shift) * px,
+    )
+    big = crop_square(frame, centre, s_x, INSTANCE, channel_mean(frame))
+    off = (INSTANCE - EXEMPLAR) // 2
+    return np.ascontiguousarray(big[off : off + EXEMPLAR, off : off + EXEMPLAR])
+
+
+def _search_shift(
+    box_s, scale: float, rng: np.random.Generator, c: PairConfig, centre_hint: tuple[float, float] | None
+) -> tuple[float, float]:
+    """Where the target sits in the search crop (crop pixels from its centre): a random shift, or,
+    with a hint and probability track_centre_prob, where a tracker centred on the hint sees it."""
+    shift = (rng.uniform(-c.search_shift, c.search_shift), rng.uniform(-c.search_shift, c.search_shift))
+    if centre_hint is not None and rng.random() < c.track_centre_prob:
+        moved = (
+            (box_s[0] - centre_hint[0]) * scale + rng.uniform(-8, 8),
+            (box_s[1] - centre_hint[1]) * scale + rng.uniform(-8, 8),
+        )
+        if max(abs(moved[0]), abs(moved[1])) <= c.track_centre_max:
+            shift = moved
+    return shift
+
+
+def _augment(template: np.ndarray, search: np.ndarray, rng: np.random.Generator, c: PairConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Motion blur, colour jitter and grey, each by the config's probability."""
     if rng.random() < c.search_blur_prob:
         search = motion_blur(search, rng.uniform(2, c.blur_max), rng.uniform(0, 180))
     if rng.random() < c.template_blur_prob:
@@ -345,7 +373,7 @@ def crop_pair(
         template = color_jitter(template, rng, c.color_strength)
     if rng.random() < c.grey_prob:
         search, template = to_grey(search), to_grey(template)
-    return Pair(template=template, search=search, box=box, negative=negative)
+    return template, search
 
 
 # ---------------------------------------------------------------- synthetic blurred sequences

@@ -314,25 +314,28 @@ def build_data(config: dict, seed: int, batch_size: int, target: AnchorTarget) -
     val = [make_batch(dev_sampler, target, np.random.default_rng([seed, 10**9, i]), batch_size) for i in range(n_val)]
     track = []
     if int(synth_cfg.get("dev_sequences", 0)) > 0 and synth_cfg.get("prob", 0) > 0:
-        # tracking-style held-out pairs: DEV synthetic sequences, search crop centred where the
-        # target was one frame earlier (as the tracker does), no shift or colour augmentation
-        track_sampler = synth_sampler(
-            {
-                **synth_cfg,
-                "split": "dev",
-                "root": synth_cfg.get("dev_root", "/tmp/blurtrack-train/synth-dev-train"),
-                "sequences": synth_cfg["dev_sequences"],
-                "max_gap": 60,
-            },
-            PairConfig(
-                track_centre_prob=1.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0, template_scale=0.0, search_scale=0.0
-            ),
-            images_dir,
-        )
-        if deblur_bundle:
-            track_sampler = DeblurredInput(track_sampler, deblur_bundle)
+        track_sampler = _tracking_style_sampler(synth_cfg, images_dir, deblur_bundle)
         track = [make_batch(track_sampler, target, np.random.default_rng([seed, 10**9 + 1, i]), batch_size) for i in range(n_val)]
     return TrainingData(sampler, val, track, len(split["train"]))
+
+
+def _tracking_style_sampler(synth_cfg: dict, images_dir: Path, deblur_bundle: str | None):
+    """Tracking-style held-out pairs: DEV synthetic sequences, the search crop centred where the
+    target was one frame earlier (as the tracker does), no shift or colour augmentation."""
+    sampler = synth_sampler(
+        {
+            **synth_cfg,
+            "split": "dev",
+            "root": synth_cfg.get("dev_root", "/tmp/blurtrack-train/synth-dev-train"),
+            "sequences": synth_cfg["dev_sequences"],
+            "max_gap": 60,
+        },
+        PairConfig(
+            track_centre_prob=1.0, color_prob=0.0, grey_prob=0.0, template_shift=0.0, template_scale=0.0, search_scale=0.0
+        ),
+        images_dir,
+    )
+    return DeblurredInput(sampler, deblur_bundle) if deblur_bundle else sampler
 
 
 class BatchStream(torch.utils.data.IterableDataset):
@@ -494,21 +497,12 @@ class Trainer:
         return lc.item(), ll.item(), factor
 
     def run(self, workers: int) -> int:
-        stream = BatchStream(self.data.sampler, self.target, self.seed, self.start_iter, self.total_iters, self.batch_size)
-        loader = torch.utils.data.DataLoader(
-            stream,
-            batch_size=None,
-            num_workers=workers,
-            worker_init_fn=quiet_worker,
-            prefetch_factor=4 if workers else None,
-            pin_memory=self.device.type == "cuda",
-        )
         started = last_ckpt = time.monotonic()
         set_train_mode(self.net)
         bar = tqdm(total=self.total_iters, initial=self.start_iter, desc="tracker", mininterval=10.0)
         smooth: dict[str, float] = {}
         it = self.start_iter
-        for it, batch in loader:
+        for it, batch in self._loader(workers):
             lc, ll, factor = self.step(it, batch, time.monotonic() - started)
             for k, v in (("cls", lc), ("loc", ll)):
                 smooth[k] = v if k not in smooth else 0.98 * smooth[k] + 0.02 * v
@@ -516,16 +510,7 @@ class Trainer:
             bar.set_postfix(cls=f"{smooth['cls']:.3f}", loc=f"{smooth['loc']:.3f}", lr=f"{factor:.2f}", refresh=False)
             now = time.monotonic()
             if it % 50 == 0:
-                log_line(
-                    self.log,
-                    {
-                        "iteration": it,
-                        "cls": round(smooth["cls"], 4),
-                        "loc": round(smooth["loc"], 4),
-                        "lr_factor": round(factor, 3),
-                        "elapsed_s": round(self.elapsed_before + now - started, 1),
-                    },
-                )
+                self._log_losses(it, smooth, factor, self.elapsed_before + now - started)
             if now - last_ckpt >= self.ckpt_every:
                 print(f"\niteration {it + 1}: {self.checkpoint(it + 1, self.elapsed_before + now - started)}", flush=True)
                 last_ckpt = time.monotonic()
@@ -539,6 +524,30 @@ class Trainer:
         if isinstance(self.data.sampler, DeblurredInput):
             print(f"deblur gate on training pairs: {self.data.sampler.counts}", flush=True)
         return 0
+
+    def _loader(self, workers: int) -> torch.utils.data.DataLoader:
+        """The run's remaining batches, made by `workers` loader processes (0: this one)."""
+        stream = BatchStream(self.data.sampler, self.target, self.seed, self.start_iter, self.total_iters, self.batch_size)
+        return torch.utils.data.DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=workers,
+            worker_init_fn=quiet_worker,
+            prefetch_factor=4 if workers else None,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _log_losses(self, it: int, smooth: dict[str, float], factor: float, elapsed_s: float) -> None:
+        log_line(
+            self.log,
+            {
+                "iteration": it,
+                "cls": round(smooth["cls"], 4),
+                "loc": round(smooth["loc"], 4),
+                "lr_factor": round(factor, 3),
+                "elapsed_s": round(elapsed_s, 1),
+            },
+        )
 
 
 def run(config: dict, args: argparse.Namespace) -> int:

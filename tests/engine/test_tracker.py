@@ -63,16 +63,21 @@ def test_follows_a_moving_target(pipeline, deblur):
     assert set(results[0].timings) == {"crop", "deblur", "track", "post", "total"}
 
 
+def tracker_config(pipeline, **update):
+    """The bundle's tracker settings with `update` in place (for one tracker: the pipeline's stay)."""
+    return pipeline.bundle.manifest.tracker.model_copy(update=update)
+
+
 def test_box_voting_changes_the_box_and_still_follows(pipeline):
     seq = render_moving_target(40, step=(6.0, 3.0), seed=1)
     plain = run_sequence(pipeline.new_tracker(deblur="off"), seq)
-    voting_tracker = pipeline.new_tracker(deblur="off")
-    voting_tracker.cfg = voting_tracker.cfg.model_copy(update={"box_vote_iou": 0.5})
-    voted = run_sequence(voting_tracker, seq)
+    voted = run_sequence(pipeline.new_tracker(deblur="off", tracker_config=tracker_config(pipeline, box_vote_iou=0.5)), seq)
     # the neighbouring anchors' boxes differ from the best one, so their mean moves the box
     assert any(not np.allclose(a.box, b.box) for a, b in zip(plain, voted))
     ious = [iou(Box(*r.box), Box(*gt)) for r, gt in zip(voted, seq.boxes[1:])]
     assert np.mean(ious) > 0.7 and all(r.state == "tracking" for r in voted)
+    # the setting was the one tracker's: the pipeline hands out the bundle's to the next one
+    assert pipeline.new_tracker().cfg == pipeline.bundle.manifest.tracker and pipeline.bundle.manifest.tracker.box_vote_iou != 0.5
 
 
 def test_aspect_lr_zero_keeps_the_first_boxs_aspect_ratio(pipeline):
@@ -83,8 +88,7 @@ def test_aspect_lr_zero_keeps_the_first_boxs_aspect_ratio(pipeline):
     first_aspect, first_area = 30 / 50, 30 * 50
 
     def aspects_and_areas(aspect_lr):
-        tracker = pipeline.new_tracker(deblur="off")
-        tracker.cfg = tracker.cfg.model_copy(update={"aspect_lr": aspect_lr, "lr": 0.5})
+        tracker = pipeline.new_tracker(deblur="off", tracker_config=tracker_config(pipeline, aspect_lr=aspect_lr, lr=0.5))
         results = run_sequence(tracker, seq)
         assert all(r.state == "tracking" for r in results)
         return np.array([r.box[2] / r.box[3] for r in results]), np.array([r.box[2] * r.box[3] for r in results])
@@ -154,10 +158,9 @@ def test_deblur_auto_runs_only_on_blurry_crops(pipeline):
     assert tracker.track(smeared).deblurred is True
 
 
-def with_gate(tracker, **policy):
-    """The tracker behind its own deblur policy (the pipeline's shared one is left as it is)."""
-    tracker.use_deblur_policy(**policy)
-    return tracker
+def with_gate(pipeline, deblur, **policy):
+    """A tracker behind its own deblur policy (the pipeline's shared one is left as it is)."""
+    return pipeline.new_tracker(deblur=deblur, deblur_policy=pipeline.bundle.manifest.deblur_policy.model_copy(update=policy))
 
 
 def test_rescue_looks_again_deblurred_and_keeps_the_surer_answer(pipeline):
@@ -165,12 +168,12 @@ def test_rescue_looks_again_deblurred_and_keeps_the_surer_answer(pipeline):
     plain = run_sequence(pipeline.new_tracker(deblur="off"), seq)
     # the blur gate shut: with rescue off, auto is the same as off, box for box and score for
     # score (the template too is the exemplar crop itself, not the centre of a search-sized one)
-    shut = run_sequence(with_gate(pipeline.new_tracker(deblur="auto"), blur_threshold=0.0, rescue_score=0.0), seq)
+    shut = run_sequence(with_gate(pipeline, "auto", blur_threshold=0.0, rescue_score=0.0), seq)
     assert [(r.box, r.score) for r in shut] == [(r.box, r.score) for r in plain] and not any(r.deblurred for r in shut)
 
     # rescue above every score: each frame is also tracked deblurred, and the answer kept is the
     # one the tracker ranks higher (pscore) of the two it saw
-    rescuing = with_gate(pipeline.new_tracker(deblur="auto"), blur_threshold=0.0, rescue_score=1.0)
+    rescuing = with_gate(pipeline, "auto", blur_threshold=0.0, rescue_score=1.0)
     looks = []
     locate = rescuing._locate
     rescuing._locate = lambda *args: looks.append(locate(*args)) or looks[-1]
@@ -189,7 +192,7 @@ def test_rescue_looks_again_deblurred_and_keeps_the_surer_answer(pipeline):
     assert np.mean(ious) > 0.7  # and it still follows the target
 
     # `off` never deblurs, whatever the gate says
-    never = run_sequence(with_gate(pipeline.new_tracker(deblur="off"), rescue_score=1.0), seq)
+    never = run_sequence(with_gate(pipeline, "off", rescue_score=1.0), seq)
     assert not any(r.deblurred for r in never)
 
 
@@ -209,7 +212,7 @@ def test_a_template_the_gate_passes_is_the_exemplar_crop_itself(pipeline):
             return network.run(inputs)
 
     for mode in ("off", "auto"):
-        tracker = with_gate(pipeline.new_tracker(deblur=mode), blur_threshold=0.0)
+        tracker = with_gate(pipeline, mode, blur_threshold=0.0)
         tracker.nets = replace(tracker.nets, template=Recorded())
         assert tracker.init(seq.frames[0], box).deblurred is False
     np.testing.assert_array_equal(templates[0], templates[1])

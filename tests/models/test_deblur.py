@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 
 import numpy as np
 import pytest
@@ -179,7 +180,11 @@ def test_the_one_training_command_fine_tunes_the_deblurrer_with_a_seed(shared, t
         "--set",
         "crops.probs=[0, 1]",
     ]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     assert main(argv) == 0
+    # the run's stop-on-signal handlers were its own: this process's are back (a forked child of
+    # this process that kept them would ignore SIGTERM, and a multiprocessing pool would wait on it)
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
     printed = capsys.readouterr().out
     assert "init:" in printed and "convolutions from ONNX" in printed
     assert "seed 5" in printed

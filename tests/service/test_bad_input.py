@@ -124,3 +124,23 @@ def test_bad_stream_messages_get_errors_and_the_stream_goes_on(server, sequence)
     assert all(r["type"] == "result" for r in bystander_results) and len(bystander_results) == len(sequence.jpegs) - 1
     info = httpx.get(f"{server.url}/v1/sessions/{victim}").json()
     assert info["frames_received"] == 6 and info["frames_failed"] == 3 and info["frames_processed"] == 3
+
+
+def test_a_reinit_waits_out_a_frame_that_cannot_be_decoded_and_is_used_once(server, sequence):
+    """A re-init request belongs to the next frame the tracker can use: a corrupt frame fails
+    without consuming it, the next good frame re-initialises on its box, the one after tracks."""
+    session_id = new_session(server, sequence)
+
+    async def scenario():
+        async with ws_connect(server, session_id) as ws:
+            await ws.send(json.dumps({"type": "reinit", "box": [100, 80, 40, 40]}))
+            replies = []
+            for frame in (CORRUPT, sequence.jpegs[1], sequence.jpegs[2]):
+                await ws.send(frame)
+                replies.append(await recv_json(ws))
+            return replies
+
+    corrupt, reinit, tracked = asyncio.run(scenario())
+    assert (corrupt["type"], corrupt["code"], corrupt["seq"]) == ("error", "invalid_frame", 1)
+    assert reinit["type"] == "result" and reinit["seq"] == 2 and reinit["reinit"] and reinit["box"] == [100, 80, 40, 40]
+    assert tracked["type"] == "result" and tracked["seq"] == 3 and not tracked["reinit"]

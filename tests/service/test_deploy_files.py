@@ -50,3 +50,17 @@ def test_kubernetes_drains_streams_before_the_pod_goes():
     pod = docs["Deployment"]["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert 0 < float(env["BLURTRACK_SHUTDOWN_DELAY_S"]) < pod["terminationGracePeriodSeconds"] - 10
+
+
+def test_a_full_replica_sends_new_sessions_to_another_pod():
+    """Each pod caps its sessions; the Ingress retries a capped pod's 503 (a POST that created nothing)
+    on another pod and points the affinity cookie there, so the robot's stream follows its session."""
+    docs = {doc["kind"]: doc for path in (DEPLOY / "k8s").glob("*.yaml") for doc in load(path)}
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert int(env["BLURTRACK_MAX_SESSIONS"]) >= 1
+    annotations = docs["Ingress"]["metadata"]["annotations"]
+    retry_on = annotations["nginx.ingress.kubernetes.io/proxy-next-upstream"].split()
+    assert {"http_503", "non_idempotent"} <= set(retry_on)
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-next-upstream-tries"]) >= 2
+    assert annotations["nginx.ingress.kubernetes.io/session-cookie-change-on-failure"] == "true"

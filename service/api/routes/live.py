@@ -3,27 +3,18 @@ last minute of latency and score, and the demo sequences it can stream through a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import math
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import cv2
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import FileResponse
-from starlette.requests import HTTPConnection
 
 from blurtrack.engine.errors import DatasetError
-from blurtrack.engine.otb import Sequence, find_sequences
 from blurtrack.service.api.deps import State, require_api_key
-from blurtrack.service.errors import ApiError, excerpt
-from blurtrack.service.image_header import image_size
+from blurtrack.service.errors import ApiError
 from blurtrack.service.schemas import (
     DemoList,
-    DemoSequence,
     ErrorBody,
     PreviewFrame,
     PreviewStatus,
@@ -31,8 +22,6 @@ from blurtrack.service.schemas import (
     SessionHistory,
 )
 from blurtrack.service.sessions import Session
-
-log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -65,9 +54,10 @@ async def page() -> FileResponse:
 # -- preview ----------------------------------------------------------------------------------
 
 
-def _preview_status(state: State, session: Session) -> PreviewStatus:
-    s = state.settings
-    latest = session.preview.latest
+def _preview_status(session: Session, max_side: int) -> PreviewStatus:
+    """`max_side` is the encoder's (the worker's setting); the rest is the session's preview."""
+    preview = session.preview
+    latest = preview.latest
     frame = None
     if latest is not None:
         frame = PreviewFrame(
@@ -84,11 +74,11 @@ def _preview_status(state: State, session: Session) -> PreviewStatus:
             captured_at=latest.captured_at,
         )
     return PreviewStatus(
-        enabled=session.preview.enabled,
-        max_fps=s.preview_max_fps,
-        max_side=s.preview_max_side,
-        idle_off_s=s.preview_idle_off_s,
-        frames_encoded=session.preview.frames_encoded,
+        enabled=preview.enabled,
+        max_fps=preview.max_fps,
+        max_side=max_side,
+        idle_off_s=preview.idle_off_s,
+        frames_encoded=preview.frames_encoded,
         latest=frame,
     )
 
@@ -99,7 +89,7 @@ async def set_preview(session_id: str, toggle: PreviewToggle, state: State) -> P
     latest frame, at most `max_fps` a second; it switches itself off `idle_off_s` after the last fetch."""
     session = state.registry.get(session_id)
     session.preview.set_enabled(toggle.enabled)
-    return _preview_status(state, session)
+    return _preview_status(session, state.settings.preview_max_side)
 
 
 @router.get("/sessions/{session_id}/preview", response_model=PreviewStatus)
@@ -108,7 +98,7 @@ async def get_preview(session_id: str, state: State, response: Response) -> Prev
     session = state.registry.get(session_id)
     session.preview.fetched()
     response.headers["Cache-Control"] = "no-store"
-    return _preview_status(state, session)
+    return _preview_status(session, state.settings.preview_max_side)
 
 
 @router.get(
@@ -146,11 +136,10 @@ async def get_preview_image(session_id: str, state: State) -> Response:
 async def get_history(session_id: str, state: State) -> SessionHistory:
     """Per-frame end-to-end latency and score of the last `history_s` seconds (60 by default)."""
     session = state.registry.get(session_id)
-    window = state.settings.history_s
     now = time.monotonic()
-    samples = session.history.recent(window, now)
+    samples = session.history.recent(now)
     return SessionHistory(
-        window_s=window,
+        window_s=session.history.window_s,
         t=[round(s.t - now, 3) for s in samples],
         seq=[s.seq for s in samples],
         latency_ms=[round(s.latency_ms, 3) for s in samples],
@@ -162,76 +151,13 @@ async def get_history(session_id: str, state: State) -> SessionHistory:
 # -- demo -------------------------------------------------------------------------------------
 
 
-class DemoCatalog:
-    """The OTB-layout sequences under the demo folder, scanned when listed (the page lists them
-    once when it loads); frames are served only for names found by a scan, never from a path
-    the caller made up. A scan reads every sequence's files, so it runs in a thread, one at a
-    time, and an unknown name triggers at most one rescan every RESCAN_MIN_S (a client asking
-    for made-up names cannot keep the disk busy)."""
-
-    RESCAN_MIN_S = 2.0
-
-    def __init__(self, root: Path | None):
-        self.root = root
-        self._sequences: dict[str, Sequence] = {}
-        self._entries: list[DemoSequence] = []
-        self._lock = asyncio.Lock()
-        self._scanned_at = -math.inf
-
-    def scan(self) -> list[DemoSequence]:
-        """Blocking: call it through `refresh` from the event loop."""
-        if self.root is None:
-            return []
-        sequences = find_sequences(self.root)  # DatasetError when there are none
-        entries = [entry for s in sequences if (entry := _describe(s)) is not None]
-        self._sequences, self._entries = {s.name: s for s in sequences}, entries
-        return entries
-
-    async def refresh(self) -> list[DemoSequence]:
-        async with self._lock:
-            self._scanned_at = time.monotonic()
-            return await asyncio.to_thread(self.scan)
-
-    async def get(self, name: str) -> Sequence:
-        if name not in self._sequences and self.root is not None and time.monotonic() - self._scanned_at >= self.RESCAN_MIN_S:
-            with contextlib.suppress(DatasetError):
-                await self.refresh()
-        try:
-            return self._sequences[name]
-        except KeyError:
-            raise ApiError(
-                404, "unknown_sequence", f"no demo sequence {excerpt(name)}: GET /v1/demo/sequences lists them"
-            ) from None
-
-
-def _describe(sequence: Sequence) -> DemoSequence | None:
-    first = next((p for p in sequence.frames if p is not None), None)
-    box = sequence.gt_box(0)
-    if first is None or box is None:
-        log.warning("demo sequence %s skipped: it needs a first image and a first ground-truth box", sequence.name)
-        return None
-    with open(first, "rb") as f:
-        size = image_size(f.read(256 * 1024))
-    if size is None:  # a format whose header we do not read
-        image = cv2.imread(str(first), cv2.IMREAD_COLOR)
-        if image is None:
-            return None
-        size = (image.shape[1], image.shape[0])
-    return DemoSequence(name=sequence.name, frames=len(sequence), width=size[0], height=size[1], first_box=tuple(box))
-
-
-def get_catalog(conn: HTTPConnection) -> DemoCatalog:
-    return conn.app.state.demo
-
-
-Catalog = Annotated[DemoCatalog, Depends(get_catalog)]
-
 _MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp"}
 
 
 @router.get("/demo/sequences", response_model=DemoList)
-async def list_demo_sequences(catalog: Catalog) -> DemoList:
+async def list_demo_sequences(state: State) -> DemoList:
     """The sequences of the demo folder (`--demo-dir`), or how to enable the demo."""
+    catalog = state.demo
     if catalog.root is None:
         return DemoList(enabled=False, hint=DEMO_HINT_OFF, sequences=[])
     try:
@@ -248,9 +174,9 @@ async def list_demo_sequences(catalog: Catalog) -> DemoList:
 @router.get(
     "/demo/sequences/{name:path}/frames/{index}", response_class=FileResponse, responses={200: {"content": {"image/jpeg": {}}}}
 )
-async def get_demo_frame(name: str, index: int, catalog: Catalog) -> FileResponse:
+async def get_demo_frame(name: str, index: int, state: State) -> FileResponse:
     """Frame `index` (0-based) of a demo sequence, as the file on disk (JPEG or PNG)."""
-    sequence = await catalog.get(name)
+    sequence = await state.demo.get(name)
     if not 0 <= index < len(sequence):
         raise ApiError(404, "unknown_frame", f"sequence {name} has frames 0..{len(sequence) - 1}, not {index}")
     path = sequence.frames[index]

@@ -11,7 +11,6 @@ from blurtrack.service.api.deps import State, require_api_key
 from blurtrack.service.errors import WS_ENDED, ApiError
 from blurtrack.service.frames import check_frame
 from blurtrack.service.schemas import ErrorBody, SessionCreated, SessionInfo, SessionList, SessionOptions
-from blurtrack.service.sessions import Session
 from blurtrack.service.validation import check_box_in_frame, parse_box_input, parse_options_field
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
@@ -69,8 +68,7 @@ async def create_session(
     except BaseException:
         state.registry.release()
         raise
-    session = Session(tracker=tracker, options=session_options, first=first)
-    state.registry.add(session)
+    session = state.registry.open(tracker, first, session_options)
     return SessionCreated(session_id=session.id, stream_url=f"/v1/sessions/{session.id}/stream", created_at=session.created_at)
 
 

@@ -43,4 +43,4 @@ async def stream(
     if session.stream is not None:
         raise StreamRejected(WS_BUSY, "stream_busy", "this session already has a stream attached; one stream per session")
     await websocket.accept()
-    await StreamConnection(websocket, session, state.worker, state.registry, state.metrics, state.settings).run()
+    await StreamConnection(websocket, session, state).run()
