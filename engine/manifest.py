@@ -1,14 +1,16 @@
 """Model bundle manifest: everything the engine needs to know about a bundle's networks.
 
 A bundle is a folder `models/weights/<name>/` with `manifest.json` and the network files it names.
-ONNX files are the source of truth; `.ms` files are made from them by `blurtrack models convert`.
+ONNX files are the source of truth; `.ms` files and INT8 files are made from them by
+`blurtrack models convert`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -18,14 +20,53 @@ from blurtrack.engine.settings import get_engine_settings
 
 MANIFEST_NAME = "manifest.json"
 
+log = logging.getLogger(__name__)
+
 
 class TensorSpec(BaseModel):
     name: str
     shape: list[int]
 
 
+Precision = Literal["fp32", "int8"]
+#: what a caller may ask for: `auto` is each network's choice in the manifest for the runtime
+PRECISION_CHOICES = ("auto", "fp32", "int8")
+RUNTIMES = ("onnxruntime", "mslite")
+
+
+class Int8Spec(BaseModel):
+    """A network's INT8 files, built on each machine by `blurtrack models convert` from the fp32
+    ONNX and `calibration` (activation ranges measured on real training clips by
+    `blurtrack models quantize`, committed with the bundle), so building needs no data.
+
+    `onnx`: ONNX Runtime static quantisation, QDQ, uint8 activations and per-channel int8 weights;
+    nodes in `float_nodes` stay fp32 (the correlation, whose weights are the template's features,
+    and the layers measured to be most sensitive). `ms`: MindSpore Lite's converter weight
+    quantisation (int8 weights, fp32 arithmetic), the only INT8 mode its CPU runtime loads here."""
+
+    calibration: str
+    onnx: str
+    ms: str | None = None
+    float_nodes: list[str] = []
+
+
+class PrecisionChoice(BaseModel):
+    """Which precision `auto` runs per runtime, chosen by `blurtrack models quantize` from what it
+    measured (kept in `measured`: speed and agreement with fp32 per runtime)."""
+
+    onnxruntime: Precision = "fp32"
+    mslite: Precision = "fp32"
+    measured: dict[str, Any] = {}
+
+    def for_runtime(self, runtime: str) -> Precision:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}: one of {', '.join(RUNTIMES)}")
+        return self.onnxruntime if runtime == "onnxruntime" else self.mslite
+
+
 class NetworkSpec(BaseModel):
-    """One network file pair. `onnx` is required; `ms` is written by the converter."""
+    """One network file pair. `onnx` is required; `ms` is written by the converter; `int8` and
+    `precision` by `blurtrack models quantize`."""
 
     onnx: str
     ms: str | None = None
@@ -35,6 +76,17 @@ class NetworkSpec(BaseModel):
     # (the Siamese correlation) chained directly to another convolution; such a network is
     # converted with fusion off. The trained bundles have reshapes around it and keep fusion.
     convert_no_fusion: bool = False
+    int8: Int8Spec | None = None
+    precision: PrecisionChoice = Field(default_factory=PrecisionChoice)
+
+    def file(self, model_format: str, precision: Precision) -> str | None:
+        """The file name of this network in a format ("onnx" or "ms") and precision; None where the
+        bundle has none (not converted, or no INT8 version)."""
+        if precision == "int8":
+            if self.int8 is None:
+                return None
+            return self.int8.onnx if model_format == "onnx" else self.int8.ms
+        return self.onnx if model_format == "onnx" else self.ms
 
     def input(self, name: str) -> TensorSpec:
         for spec in self.inputs:
@@ -149,6 +201,9 @@ class Manifest(BaseModel):
     anchors: AnchorConfig = Field(default_factory=AnchorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     deblur_policy: DeblurConfig = Field(default_factory=DeblurConfig)
+    # Per runtime: the whole tracker with the INT8 candidates against all-fp32, closed loop on the
+    # select and validation clips, and the verdict (`blurtrack models quantize`).
+    precision_check: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_wiring(self) -> Manifest:
@@ -167,6 +222,9 @@ class Manifest(BaseModel):
             nets["deblur"] = self.deblur
         return nets
 
+    def role_of(self, spec: NetworkSpec) -> str:
+        return next(role for role, net in self.networks().items() if net is spec)
+
 
 class Bundle(BaseModel):
     """A manifest plus the folder it was read from."""
@@ -184,6 +242,32 @@ class Bundle(BaseModel):
     def has_ms_files(self) -> bool:
         """Whether every network has its converted MindSpore Lite file."""
         return all(spec.ms and self.path(spec.ms).is_file() for spec in self.manifest.networks().values())
+
+    def network_file(self, spec: NetworkSpec, model_format: str, runtime: str, requested: str) -> tuple[Path, Precision]:
+        """The file a runtime loads for one network at the `requested` precision (`auto`: the
+        manifest's choice for that runtime), and the precision it has. An INT8 file that `auto`
+        chose but this machine has not built falls back to fp32, with a warning; a file asked for
+        by name and missing is an error that says how to make it."""
+        if requested not in PRECISION_CHOICES:
+            raise ValueError(f"unknown precision {requested!r}: one of {', '.join(PRECISION_CHOICES)}")
+        precision = spec.precision.for_runtime(runtime) if requested == "auto" else cast(Precision, requested)
+        name = spec.file(model_format, precision)
+        if name is not None and (self.path(name).is_file() or (model_format, precision) == ("onnx", "fp32")):
+            return self.path(name), precision  # a missing fp32 ONNX file: the backend says so as it loads
+        role = self.manifest.role_of(spec)
+        if requested == "auto" and precision == "int8":
+            log.warning("bundle %s: INT8 %s network not built here, running fp32 (`blurtrack models convert`)", self.name, role)
+            return self.network_file(spec, model_format, runtime, "fp32")
+        if precision == "int8" and spec.int8 is None:
+            raise ModelNotFoundError(
+                f"bundle {self.name} has no INT8 version of its {role} network: `blurtrack models quantize {self.root}` "
+                "makes one (it calibrates on ../shared/data/real-train); or run at --precision fp32"
+            )
+        made = ("INT8 " if precision == "int8" else "") + ("MindSpore Lite file" if model_format == "ms" else "ONNX file")
+        raise ModelNotFoundError(
+            f"bundle {self.name} has no {made} for its {role} network ({name or 'not converted'}): "
+            f"run `blurtrack models convert {self.root}`"
+        )
 
     def save(self) -> Path:
         out = self.root / MANIFEST_NAME

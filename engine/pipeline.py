@@ -11,8 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from blurtrack.engine.deblur import DeblurMode, Deblurrer
-from blurtrack.engine.errors import ModelNotFoundError
-from blurtrack.engine.manifest import Bundle, DeblurConfig, NetworkSpec, TrackerConfig, load_bundle
+from blurtrack.engine.manifest import Bundle, DeblurConfig, NetworkSpec, Precision, TrackerConfig, load_bundle
 from blurtrack.engine.runtime import get_backend
 from blurtrack.engine.runtime.base import Backend, ModelSession
 from blurtrack.engine.tracker import SiamRPNTracker, TrackerNetworks, TrackResult
@@ -23,9 +22,12 @@ __all__ = ["Pipeline", "TrackResult", "SiamRPNTracker"]
 
 
 class Pipeline:
-    def __init__(self, bundle: Bundle, backend: Backend):
+    def __init__(self, bundle: Bundle, backend: Backend, precision: str = "auto"):
         self.bundle = bundle
         self.backend = backend
+        # `auto`: each network at the precision its manifest chose for this runtime; `fp32` / `int8`
+        self.precision = precision
+        self.precisions: dict[str, Precision] = {}  # what each network runs at, by role
         manifest = bundle.manifest
         deblur_session = self._load(manifest.deblur) if manifest.deblur is not None else None
         self.networks = TrackerNetworks(
@@ -37,24 +39,19 @@ class Pipeline:
         log.info("pipeline ready: bundle %s on %s (%s, %d threads)", bundle.name, backend.name, backend.device, backend.threads)
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2) -> Pipeline:
+    def from_bundle(cls, bundle: str | Path, backend: str = "auto", threads: int = 2, precision: str = "auto") -> Pipeline:
         loaded = load_bundle(bundle)
         if backend == "auto" and not loaded.has_ms_files():
             # auto means "MindSpore Lite where it can run": a bundle not converted yet cannot.
             log.info("bundle %s has no .ms files (`blurtrack models convert` makes them): using onnxruntime", loaded.name)
             backend = "onnxruntime"
-        return cls(loaded, get_backend(backend, threads=threads))
+        return cls(loaded, get_backend(backend, threads=threads), precision=precision)
 
     def _file(self, spec: NetworkSpec) -> Path:
-        """The network's file in the backend's format."""
-        if self.backend.model_format == "ms":
-            if spec.ms is None or not self.bundle.path(spec.ms).is_file():
-                raise ModelNotFoundError(
-                    f"bundle {self.bundle.name} has no MindSpore Lite file for {spec.onnx}: "
-                    f"run `blurtrack models convert {self.bundle.root}`"
-                )
-            return self.bundle.path(spec.ms)
-        return self.bundle.path(spec.onnx)
+        """The network's file in the backend's format at the pipeline's precision (recorded by role)."""
+        path, precision = self.bundle.network_file(spec, self.backend.model_format, self.backend.name, self.precision)
+        self.precisions[self.bundle.manifest.role_of(spec)] = precision
+        return path
 
     def _load(self, spec: NetworkSpec) -> ModelSession:
         return self.backend.load(self._file(spec))
@@ -94,5 +91,6 @@ class Pipeline:
             "bundle_dir": str(self.bundle.root),
             "deblur": "yes" if self.has_deblur else "no",
             "deblur_policy": self.bundle.manifest.deblur_policy.mode,
+            "precision": ", ".join(f"{role} {p}" for role, p in self.precisions.items()),
             **self.backend.describe(),
         }

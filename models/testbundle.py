@@ -61,6 +61,8 @@ def _feature_nodes(image: str, prefix: str) -> tuple[list, list, str]:
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> None:
+    for index, node in enumerate(graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"  # quantisation tools address nodes by name
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="blurtrack-testbundle")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -114,16 +116,18 @@ def search_graph() -> onnx.GraphProto:
         helper.make_node("Conv", [feat, "kernel"], ["corr"], group=CHANNELS),
         helper.make_node("ReduceSum", ["corr", "axis_c"], ["raw_response"], keepdims=1),
         # local energy of the centred search features under each 7x7 window: sum(s^2) - sum(s)^2 / 49
-        helper.make_node("Mul", [feat, feat], ["feat_sq"]),
-        helper.make_node("Conv", ["feat_sq", "window_sum"], ["local_sq"], group=CHANNELS),
-        helper.make_node("Conv", [feat, "window_sum"], ["local_sum"], group=CHANNELS),
-        helper.make_node("Mul", ["local_sum", "local_sum"], ["local_sum_sq"]),
-        helper.make_node("Mul", ["local_sum_sq", "inv_cells"], ["local_mean_sq"]),
-        helper.make_node("Sub", ["local_sq", "local_mean_sq"], ["local_var"]),
-        helper.make_node("ReduceSum", ["local_var", "axis_c"], ["energy"], keepdims=1),
-        helper.make_node("Relu", ["energy"], ["energy_pos"]),
-        helper.make_node("Add", ["energy_pos", "eps"], ["energy_eps"]),
-        helper.make_node("Sqrt", ["energy_eps"], ["energy_norm"]),
+        # (nodes named energy/...: a difference of two close squares, which 8-bit activations cannot
+        # resolve, so INT8 versions keep them fp32)
+        helper.make_node("Mul", [feat, feat], ["feat_sq"], name="energy/square"),
+        helper.make_node("Conv", ["feat_sq", "window_sum"], ["local_sq"], group=CHANNELS, name="energy/window_sq"),
+        helper.make_node("Conv", [feat, "window_sum"], ["local_sum"], group=CHANNELS, name="energy/window_sum"),
+        helper.make_node("Mul", ["local_sum", "local_sum"], ["local_sum_sq"], name="energy/sum_sq"),
+        helper.make_node("Mul", ["local_sum_sq", "inv_cells"], ["local_mean_sq"], name="energy/mean_sq"),
+        helper.make_node("Sub", ["local_sq", "local_mean_sq"], ["local_var"], name="energy/var"),
+        helper.make_node("ReduceSum", ["local_var", "axis_c"], ["energy"], keepdims=1, name="energy/sum"),
+        helper.make_node("Relu", ["energy"], ["energy_pos"], name="energy/relu"),
+        helper.make_node("Add", ["energy_pos", "eps"], ["energy_eps"], name="energy/eps"),
+        helper.make_node("Sqrt", ["energy_eps"], ["energy_norm"], name="energy/sqrt"),
         helper.make_node("Div", ["raw_response", "energy_norm"], ["response"]),
         helper.make_node("Sub", ["response", "half"], ["centred_response"]),
         helper.make_node("Mul", ["centred_response", "alpha_half"], ["fg"]),

@@ -2,9 +2,15 @@
 
     python scripts/bench_runtimes.py [--bundle DIR] [--onnx FILE ...] [--threads 2] [--runs 100] [--busy N]
     python scripts/bench_runtimes.py --fusion-study [--bundle DIR] ...
+    python scripts/bench_runtimes.py --precision-study --bundle NAME [--deblur on] [--threads 1] ...
 
 `--fusion-study` times each network on MindSpore Lite converted with the converter's fusion passes
 on and off (where fusion converts), calls interleaved so a slow phase of the host hits both.
+
+`--precision-study` tracks the validation clips (the real-train holdout split) with the bundle's
+networks at fp32, at its own choice (`auto`) and all INT8, on each runtime set up here, the three
+pipelines taking each frame in turn; it prints the per-frame engine ms (search network, plus the
+deblur network where it runs) and its ratio to fp32. Accuracy: `blurtrack eval --precision ...`.
 
 `--busy N` keeps N other processes spinning on the CPU while it measures, as on a robot whose CPU
 also runs other work: a runtime whose worker threads wait on each other suffers most there.
@@ -25,7 +31,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from blurtrack.engine.deblur import DeblurMode
 from blurtrack.engine.errors import BlurtrackError
+from blurtrack.engine.otb import load_sequence
+from blurtrack.engine.pipeline import Pipeline
+from blurtrack.engine.runtime import mslite_available
 from blurtrack.engine.runtime.mslite.backend import MindSporeLiteBackend
 from blurtrack.engine.runtime.mslite.convert import convert_model
 from blurtrack.engine.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -123,6 +133,31 @@ def fusion_study(models: list[Path], work: Path, ms: MindSporeLiteBackend, runs:
         )
 
 
+def precision_study(bundle: str, clips: list[Path], threads: int, deblur: DeblurMode | None) -> None:
+    runtimes = ["onnxruntime"] + (["mslite"] if mslite_available() else [])
+    print(f"{'runtime':<12} {'precision':<8} {'networks':<40} {'engine ms median / p95':>24} {'/ fp32':>7}")
+    for runtime in runtimes:
+        pipelines = {
+            p: Pipeline.from_bundle(bundle, backend=runtime, threads=threads, precision=p) for p in ("fp32", "auto", "int8")
+        }
+        engine_ms: dict[str, list[float]] = {p: [] for p in pipelines}
+        for clip in clips:
+            seq = load_sequence(clip)
+            trackers = {p: pipeline.new_tracker(deblur=deblur) for p, pipeline in pipelines.items()}
+            for tracker in trackers.values():
+                tracker.init(seq.read_frame(0), tuple(seq.init_box))
+            for index in range(1, len(seq)):
+                frame = seq.read_frame(index)
+                for p, tracker in trackers.items():
+                    timings = tracker.track(frame).timings
+                    engine_ms[p].append(timings["track"] + timings["deblur"])
+        base = float(np.median(engine_ms["fp32"]))
+        for p, pipeline in pipelines.items():
+            median, p95 = float(np.median(engine_ms[p])), float(np.percentile(engine_ms[p], 95))
+            label = pipeline.describe()["precision"]
+            print(f"{runtime:<12} {p:<8} {label:<40} {median:>14.2f} / {p95:>6.2f} {median / base:>7.2f}")
+
+
 def spin(stop) -> None:
     while not stop.is_set():
         sum(range(100_000))
@@ -145,7 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--busy", type=int, default=0, help="other processes kept spinning on the CPU meanwhile")
     parser.add_argument("--fusion-study", action="store_true", help="MindSpore Lite with converter fusion on against off")
+    parser.add_argument(
+        "--precision-study", action="store_true", help="per-frame engine ms at fp32, auto and int8 (needs --bundle)"
+    )
+    parser.add_argument("--deblur", choices=("on", "off", "auto"), help="precision study: override the bundle's deblur policy")
+    parser.add_argument("--clips", type=Path, nargs="*", help="precision study: clip folders (default: the validation clips)")
     args = parser.parse_args(argv)
+    if args.precision_study:
+        if args.bundle is None:
+            parser.error("--precision-study needs --bundle")
+        from blurtrack.models.evaluation.splits import split_dirs
+
+        clips = args.clips or split_dirs(REPO.parent / "shared" / "data" / "real-train", "holdout")
+        print(f"threads={args.threads} busy processes={args.busy}; clips {', '.join(c.name for c in clips)}")
+        stop, busy = start_busy(args.busy)
+        precision_study(str(args.bundle), clips, args.threads, args.deblur)
+        stop.set()
+        for proc in busy:
+            proc.join()
+        return 0
 
     ort, ms = OnnxRuntimeBackend(args.threads), MindSporeLiteBackend(args.threads)
     rng = np.random.default_rng(0)

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deblur", choices=["on", "off", "auto"], default=None, help="default: the bundle's policy")
     parser.add_argument("clips", nargs="+", type=Path, help="OTB-layout sequence folders")
     args = parser.parse_args(argv)
-    pipelines = {b: Pipeline.from_bundle(args.bundle, backend=b, threads=1) for b in ("mslite", "onnxruntime")}
+    # Runtime agreement at one precision: fp32 on both (under `auto` a bundle may run INT8 on one).
+    pipelines = {b: Pipeline.from_bundle(args.bundle, backend=b, threads=1, precision="fp32") for b in ("mslite", "onnxruntime")}
     for clip in args.clips:
         seq = load_sequence(clip)
         runs = [run_sequence(p.new_tracker(deblur=args.deblur), seq) for p in pipelines.values()]

@@ -23,6 +23,9 @@ class ServiceSettings(BaseSettings):
     bundle: str = Field("blurtrack-effnet-eca", description="model bundle: a name under BLURTRACK_MODELS_DIR or a folder")
     backend: Literal["auto", "mslite", "onnxruntime"] = Field("auto", description="inference runtime")
     threads: int = Field(2, ge=1, description="intra-op threads per model session")
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="network precision: auto (the bundle's choice per network for the runtime), fp32 or int8"
+    )
 
     # -- limits -------------------------------------------------------------------------------
     workers: int = Field(2, ge=1, description="inference worker threads (frames of different sessions run in parallel)")

@@ -107,7 +107,9 @@ class InferenceWorker:
         keeps answering /healthz and /readyz meanwhile)."""
         s = self.settings
         try:
-            pipeline = await self._run(partial(Pipeline.from_bundle, s.bundle, backend=s.backend, threads=s.threads))
+            pipeline = await self._run(
+                partial(Pipeline.from_bundle, s.bundle, backend=s.backend, threads=s.threads, precision=s.precision)
+            )
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("could not load the pipeline: %s", self.load_error)

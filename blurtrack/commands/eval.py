@@ -10,6 +10,7 @@ from pathlib import Path
 
 from blurtrack.commands.arguments import positive_int
 from blurtrack.engine.deblur import DeblurMode
+from blurtrack.engine.manifest import PRECISION_CHOICES
 from blurtrack.engine.runtime import BACKEND_NAMES
 
 
@@ -20,6 +21,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="RESULTS_DIR", help="where <seq>.txt and summary.json go")
     parser.add_argument("--bundle", help="bundle name under the models folder, or a bundle folder (default: BLURTRACK_BUNDLE)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        help="network precision (default: BLURTRACK_PRECISION or auto, the bundle's choice)",
+    )
     parser.add_argument("--no-deblur", action="store_true", help="never run the deblur network (ablation)")
     parser.add_argument("--threads", type=positive_int, help="intra-op threads per network (default: BLURTRACK_THREADS or 2)")
 
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend or settings.backend
     threads = args.threads or settings.threads
     sequences = find_sequences(args.dataset)
-    pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
+    pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads, precision=args.precision or settings.precision)
     deblur: DeblurMode | None = "off" if args.no_deblur else None
 
     total = sum(len(s) for s in sequences)
@@ -76,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(header, rows))
     latency = ", ".join(f"{stage} {v['median']:.1f}/{v['p95']:.1f}" for stage, v in p["latency_ms"].items())
     print(
-        f"\nbundle {summary['bundle']} on {summary['backend']} ({summary['device']}, {threads} threads), deblur {summary['deblur']}"
+        f"\nbundle {summary['bundle']} on {summary['backend']} ({summary['device']}, {threads} threads), deblur {summary['deblur']}; "
+        f"precision: {described['precision']}"
     )
     print(f"latency ms median/p95: {latency}")
     print(f"wrote {len(runs)} box files and {args.out / 'summary.json'}")

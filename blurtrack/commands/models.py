@@ -1,4 +1,4 @@
-"""`blurtrack models list | stats | convert | make-test-bundle | train | export`."""
+"""`blurtrack models list | stats | convert | quantize | make-test-bundle | train | export`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import importlib
 from pathlib import Path
 
+from blurtrack.commands.arguments import positive_int
 from blurtrack.engine.errors import BlurtrackError
 
 TORCH_HINT = "pip install -e '.[train]'"
@@ -17,9 +18,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="bundles, their networks and whether .ms files exist")
     stats = actions.add_parser("stats", help="parameters and GFLOPs per call of a bundle's networks")
     stats.add_argument("bundle", nargs="?", metavar="BUNDLE", help="name or folder (default: BLURTRACK_BUNDLE)")
-    convert = actions.add_parser("convert", help="convert bundles' ONNX networks to MindSpore Lite .ms files")
+    convert = actions.add_parser(
+        "convert", help="convert bundles' ONNX networks to MindSpore Lite .ms files and build their INT8 files"
+    )
     convert.add_argument("bundles", nargs="*", metavar="BUNDLE", help="names or folders (default: BLURTRACK_BUNDLE)")
     convert.add_argument("--all", action="store_true", help="every bundle under the models folder")
+    quantize = actions.add_parser(
+        "quantize",
+        help="INT8: calibrate on the real train clips, build, measure on the select clips, choose per network and runtime",
+    )
+    quantize.add_argument("bundle", nargs="?", metavar="BUNDLE", help="name or folder (default: BLURTRACK_BUNDLE)")
+    quantize.add_argument("--real-train", type=Path, help="real-train clips (default: ../shared/data/real-train)")
+    quantize.add_argument("--per-clip", type=positive_int, default=12, help="calibration crops per train clip (default 12)")
+    quantize.add_argument("--threads", type=positive_int, default=1, help="threads while timing (default 1)")
+    quantize.add_argument(
+        "--keep-float",
+        action="append",
+        metavar="PREFIX",
+        help="keep nodes whose names start with PREFIX fp32 (repeatable; default: the first two MBConv blocks)",
+    )
+    quantize.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="keep the committed calibration ranges: only rebuild, measure and choose (e.g. again on a quiet host)",
+    )
     test_bundle = actions.add_parser("make-test-bundle", help="write the tiny hand-made ONNX test bundle")
     test_bundle.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     for name in ("train", "export"):
@@ -53,11 +75,16 @@ def _list(models_dir: Path | None) -> int:
                 ms_state = f"{net.ms} {'ok' if bundle.path(net.ms).is_file() else 'missing'}"
             fusion = "; converted with fusion off" if net.convert_no_fusion else ""
             print(f"  {role:<8} onnx {net.onnx} {onnx_state}; ms {ms_state}{fusion}")
+            if net.int8 is not None:
+                built = [f"{n} {'ok' if bundle.path(n).is_file() else 'missing'}" for n in (net.int8.onnx, net.int8.ms) if n]
+                auto = f"auto: onnxruntime {net.precision.onnxruntime}, mslite {net.precision.mslite}"
+                print(f"  {'':<8} int8 {'; '.join(built)}; {auto}")
     return 0
 
 
 def _convert(names: list[str], all_bundles: bool, models_dir: Path | None) -> int:
     from blurtrack.engine.manifest import list_bundles
+    from blurtrack.engine.runtime.int8 import build_int8
     from blurtrack.engine.runtime.mslite.convert import convert_bundle
     from blurtrack.engine.settings import get_engine_settings
 
@@ -67,8 +94,31 @@ def _convert(names: list[str], all_bundles: bool, models_dir: Path | None) -> in
     else:
         targets = [(models_dir / n if models_dir and not Path(n).is_dir() else n) for n in names] or [settings.bundle]
     for bundle in targets:
-        for written in convert_bundle(bundle):
+        for written in convert_bundle(bundle) + build_int8(bundle):
             print(f"wrote {written}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from blurtrack.engine.errors import DatasetError
+    from blurtrack.engine.manifest import load_bundle
+    from blurtrack.engine.settings import get_engine_settings
+    from blurtrack.models.paths import shared_dir
+    from blurtrack.models.quantization.command import DEFAULT_KEEP_FLOAT, quantize_bundle
+
+    clips = args.real_train or shared_dir() / "data" / "real-train"
+    if not clips.is_dir():
+        raise DatasetError(f"no real-train clips at {clips}: pass --real-train DIR (OTB layout) or set BLURTRACK_SHARED_DIR")
+    bundle = load_bundle(args.bundle or get_engine_settings().bundle)
+    keep = tuple(args.keep_float) if args.keep_float else DEFAULT_KEEP_FLOAT
+    rows = quantize_bundle(
+        bundle, clips, per_clip=args.per_clip, threads=args.threads, keep_float=keep, recalibrate=not args.reuse_calibration
+    )
+    print(
+        f"{'runtime':<12} {'network':<9} {'fp32 ms':>8} {'int8 ms':>8} {'speed':>7} {'faster':>6} {'box IoU':>8} {'shift90':>8}  auto"
+    )
+    print("\n".join(rows))
+    print(f"wrote {bundle.root / 'manifest.json'}; `blurtrack models convert {bundle.root}` rebuilds the INT8 files anywhere")
     return 0
 
 
@@ -106,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         return _stats(args.bundle)
     if args.action == "convert":
         return _convert(args.bundles, args.all, args.models_dir)
+    if args.action == "quantize":
+        return _quantize(args)
     if args.action == "make-test-bundle":
         from blurtrack.models.testbundle import build_test_bundle
 

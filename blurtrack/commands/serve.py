@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from blurtrack.engine.manifest import PRECISION_CHOICES
 from blurtrack.engine.runtime import BACKEND_NAMES
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--bundle", default=None, help="model bundle: a name under BLURTRACK_MODELS_DIR or a folder with manifest.json"
     )
     parser.add_argument("--backend", default=None, choices=BACKEND_NAMES, help="inference runtime (default auto)")
+    parser.add_argument(
+        "--precision", default=None, choices=PRECISION_CHOICES, help="network precision (default auto: the bundle's choice)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="inference worker threads (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default 2)")
     parser.add_argument("--max-sessions", type=int, default=None, help="live sessions at most (default 64)")
@@ -49,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         bundle=args.bundle,
         backend=args.backend,
+        precision=args.precision,
         workers=args.workers,
         threads=args.threads,
         max_sessions=args.max_sessions,

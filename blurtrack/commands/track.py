@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from blurtrack.engine.manifest import PRECISION_CHOICES
 from blurtrack.engine.runtime import BACKEND_NAMES
 from blurtrack.engine.settings import get_engine_settings
 
@@ -36,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", default=settings.bundle, help="model bundle name or folder")
     parser.add_argument("--backend", default=settings.backend, choices=BACKEND_NAMES)
     parser.add_argument("--threads", type=int, default=settings.threads)
+    parser.add_argument(
+        "--precision", default=settings.precision, choices=PRECISION_CHOICES, help="network precision (auto: the bundle's choice)"
+    )
 
 
 def side_by_side(crop, network_view, deblurred: bool):
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"blurtrack track: error: {exc}", file=sys.stderr)
         return 2
-    pipeline = Pipeline.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
+    pipeline = Pipeline.from_bundle(args.bundle, backend=args.backend, threads=args.threads, precision=args.precision)
     tracker = pipeline.new_tracker(
         deblur="off" if args.no_deblur else "on" if args.show_deblur else None, keep_crops=args.show_deblur
     )

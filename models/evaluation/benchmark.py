@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blurtrack.engine.errors import BlurtrackError, DatasetError
+from blurtrack.engine.manifest import PRECISION_CHOICES
 from blurtrack.engine.otb import Sequence, find_sequences
 from blurtrack.models.evaluation import peers
 from blurtrack.models.evaluation.runner import SequenceRun, evaluate, run_sequence
@@ -37,6 +38,7 @@ class TrackerSpec:
     label: str = ""
     bundle: str | None = None
     deblur: str = "bundle"
+    precision: str = "auto"  # bundle rows: auto (the bundle's choice per network) | fp32 | int8
     missing: str = ""
     opencv: str | None = None  # for kind opencv: csrt | kcf | nanotrack | vittrack (default: the row's name)
 
@@ -71,9 +73,13 @@ def load_config(path: Path | None = None) -> BenchConfig:
     except (OSError, tomllib.TOMLDecodeError, TypeError) as exc:
         raise BlurtrackError(f"cannot read the bench config {path}: {exc}") from exc
     for t in trackers:
-        if t.kind not in ("bundle", "opencv") or (t.kind == "bundle" and not t.bundle) or t.deblur not in DEBLUR_CHOICES:
+        bad_bundle = t.kind == "bundle" and (
+            not t.bundle or t.deblur not in DEBLUR_CHOICES or t.precision not in PRECISION_CHOICES
+        )
+        if t.kind not in ("bundle", "opencv") or bad_bundle:
             raise BlurtrackError(
-                f"bench config {path}: tracker {t.name!r} needs kind bundle (with bundle = NAME, deblur in {DEBLUR_CHOICES}) or opencv"
+                f"bench config {path}: tracker {t.name!r} needs kind bundle (with bundle = NAME, deblur in {DEBLUR_CHOICES}, "
+                f"precision in {PRECISION_CHOICES}) or opencv"
             )
     for d in data.values():
         if d.kind not in ("otb", "synthetic") or (d.kind == "otb" and not d.path):
@@ -134,7 +140,7 @@ class Contender:
         return self.run is not None and self.reason is None
 
 
-def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str, threads: int) -> Contender:
+def _bundle_contender(spec: TrackerSpec, pipelines: dict[tuple[str, str], Any], backend: str, threads: int) -> Contender:
     from blurtrack.engine.errors import ModelNotFoundError
     from blurtrack.engine.manifest import resolve_bundle_dir
     from blurtrack.engine.pipeline import Pipeline
@@ -148,11 +154,13 @@ def _bundle_contender(spec: TrackerSpec, pipelines: dict[str, Any], backend: str
             spec, reason=f"not available: bundle {spec.bundle!r} not found — {spec.missing or 'see `blurtrack models list`'}"
         )
     try:
-        if bundle not in pipelines:
-            pipelines[bundle] = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
+        if (bundle, spec.precision) not in pipelines:
+            pipelines[bundle, spec.precision] = Pipeline.from_bundle(
+                bundle, backend=backend, threads=threads, precision=spec.precision
+            )
     except BlurtrackError as exc:
         return Contender(spec, reason=f"not available: {exc}")
-    pipeline = pipelines[bundle]
+    pipeline = pipelines[bundle, spec.precision]
     deblur = None if spec.deblur == "bundle" else spec.deblur
     details = dict(pipeline.describe())
     details["deblur_mode"] = spec.deblur if deblur else f"bundle policy ({details.get('deblur_policy')})"
@@ -213,7 +221,7 @@ def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_d
 def build_contenders(
     specs: list[TrackerSpec], backend: str, threads: int, cache_dir: Path, shared_dir: Path, setup_peers: bool
 ) -> list[Contender]:
-    pipelines: dict[str, Any] = {}
+    pipelines: dict[tuple[str, str], Any] = {}
     out = []
     for spec in specs:
         if spec.kind == "bundle":

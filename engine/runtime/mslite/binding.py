@@ -48,7 +48,7 @@ def shim_library(home: Path | None) -> ctypes.CDLL:
                 ("bt_model_tensor_name", ctypes.c_char_p, [p, i, i]),
                 ("bt_model_tensor_shape", i, [p, i, i, i64p, i]),
                 ("bt_model_predict", i, [p, p, i64p, p, i64p]),
-                ("bt_convert_onnx", i, [ctypes.c_char_p, ctypes.c_char_p, i]),
+                ("bt_convert_onnx", i, [ctypes.c_char_p, ctypes.c_char_p, i, ctypes.c_char_p]),
                 ("bt_set_denormal_modes", i, [i, i]),
             ]:
                 fn = getattr(lib, name)

@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 _CONVERT_CHILD = """
 import sys
 from blurtrack.engine.runtime.mslite.convert import convert_in_process
-sys.exit(convert_in_process(sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4] or None))
+sys.exit(convert_in_process(sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4] or None, sys.argv[5]))
 """
 
 
-def convert_in_process(onnx_path: str, output_stem: str, no_fusion: bool, home: str | None) -> int:
-    """Writes `<output_stem>.ms`. Returns 0, or 1 after printing the reason to stderr."""
+def convert_in_process(onnx_path: str, output_stem: str, no_fusion: bool, home: str | None, config_file: str = "") -> int:
+    """Writes `<output_stem>.ms`; `config_file` is the converter's INI config ("" for none).
+    Returns 0, or 1 after printing the reason to stderr."""
     official = official_module()
     if official is not None:
         converter = official.Converter()
@@ -37,13 +38,13 @@ def convert_in_process(onnx_path: str, output_stem: str, no_fusion: bool, home: 
         converter.input_format = official.Format.NCHW
         converter.optimize = "none" if no_fusion else "general"
         try:
-            converter.convert(official.FmkType.ONNX, onnx_path, output_stem)
+            converter.convert(official.FmkType.ONNX, onnx_path, output_stem, config_file=config_file)
         except RuntimeError as exc:
             print(exc, file=sys.stderr)
             return 1
         return 0
     lib = shim_library(Path(home) if home else None)
-    if lib.bt_convert_onnx(onnx_path.encode(), output_stem.encode(), int(no_fusion)) != 0:
+    if lib.bt_convert_onnx(onnx_path.encode(), output_stem.encode(), int(no_fusion), config_file.encode()) != 0:
         print(shim_error(lib), file=sys.stderr)
         return 1
     return 0
@@ -55,8 +56,11 @@ def _converter_errors(stderr: str) -> str:
     return "; ".join(dict.fromkeys(lines[:3]))
 
 
-def convert_model(onnx_path: Path, ms_path: Path, no_fusion: bool = False, home: Path | None = None) -> Path:
-    """Converts one ONNX file to `ms_path` (inputs kept NCHW) and records renamed tensors."""
+def convert_model(
+    onnx_path: Path, ms_path: Path, no_fusion: bool = False, home: Path | None = None, config: str | None = None
+) -> Path:
+    """Converts one ONNX file to `ms_path` (inputs kept NCHW) and records renamed tensors. `config`:
+    the text of a converter config file (e.g. post-training quantisation), or None."""
     onnx_path, ms_path = Path(onnx_path), Path(ms_path)
     if not onnx_path.is_file():
         raise ModelNotFoundError(f"ONNX model {onnx_path} not found: export it first (`blurtrack models export`)")
@@ -73,10 +77,15 @@ def convert_model(onnx_path: Path, ms_path: Path, no_fusion: bool = False, home:
 
         source = stem.with_name(stem.name + ".onnx")
         onnx.save(fixed, str(source))
+    config_file = stem.with_name(stem.name + ".cfg")
+    if config is not None:
+        config_file.write_text(config)
     command = [sys.executable, "-c", _CONVERT_CHILD, str(source), str(stem), "1" if no_fusion else "0", str(home or "")]
+    command.append(str(config_file) if config is not None else "")
     try:
         result = subprocess.run(command, capture_output=True, text=True)
     finally:
+        config_file.unlink(missing_ok=True)
         if source != onnx_path:
             source.unlink(missing_ok=True)
     if result.returncode != 0 or not produced.is_file():

@@ -37,6 +37,7 @@ class Converter {
   void SetInputFormat(Format format);
   void SetSaveType(ModelType save_type);
   void SetNoFusion(bool no_fusion);
+  void SetConfigFile(const std::vector<char> &config_file);
   Status Convert();
 
  private:
@@ -202,13 +203,16 @@ int bt_model_predict(bt_model *m, const float *const *inputs, const int64_t *inp
 // Converts an ONNX file to a MindSpore Lite model. The converter appends ".ms" to output_stem.
 // Inputs stay NCHW as in the ONNX graph. no_fusion != 0 turns the fusion passes off (needed when a
 // convolution weight is a graph input: the Siamese correlation crashes ConvConvFusion).
-int bt_convert_onnx(const char *onnx_path, const char *output_stem, int no_fusion) {
+// config_file: the converter's INI config, "" for none; post-training quantisation is asked for
+// there ([common_quant_param] quant_type=WEIGHT_QUANT or FULL_QUANT, ...).
+int bt_convert_onnx(const char *onnx_path, const char *output_stem, int no_fusion, const char *config_file) {
   return guarded("bt_convert_onnx", [&]() -> int {
     mindspore::Converter converter(mindspore::converter::kFmkTypeOnnx, chars(onnx_path), chars(output_stem),
                                    std::vector<char>());
     converter.SetInputFormat(mindspore::NCHW);
     converter.SetSaveType(mindspore::kMindIR_Lite);
     converter.SetNoFusion(no_fusion != 0);
+    if (config_file[0] != '\0') converter.SetConfigFile(chars(config_file));
     auto status = converter.Convert();
     if (status != mindspore::kSuccess) return fail("cannot convert " + std::string(onnx_path) + ": " + status.ToString());
     return 0;
