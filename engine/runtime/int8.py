@@ -126,14 +126,20 @@ def build_int8(bundle: Bundle | str | Path, mslite: bool = True, home: Path | No
         log.info("%s INT8 %s network %s", "built" if built else "up to date:", role, out.name)
         written.append(out)
         if mslite and net.int8.ms is not None:
-            written.append(build_int8_ms(bundle, net, home))
+            written += build_int8_ms(bundle, net, home)
     return written
 
 
-def build_int8_ms(bundle: Bundle, net: NetworkSpec, home: Path | None = None) -> Path:
-    from blurtrack.engine.runtime.mslite.convert import convert_model
+def build_int8_ms(bundle: Bundle, net: NetworkSpec, home: Path | None = None) -> list[Path]:
+    """The MindSpore Lite INT8 file of one network, and for the search network its parts (features
+    shared by all targets, a head per target: see engine/runtime/search.py)."""
+    from blurtrack.engine.runtime.mslite.convert import convert_model, convert_search_parts
 
     assert net.int8 is not None and net.int8.ms is not None
-    out = bundle.path(net.int8.ms)
+    out, source = bundle.path(net.int8.ms), bundle.path(net.onnx)
     log.info("converting %s -> %s (MindSpore Lite weight quantisation)", net.onnx, out.name)
-    return convert_model(bundle.path(net.onnx), out, net.convert_no_fusion, home, config=MS_WEIGHT_QUANT_CONFIG)
+    written = [convert_model(source, out, net.convert_no_fusion, home, config=MS_WEIGHT_QUANT_CONFIG)]
+    if net is bundle.manifest.search:
+        image = bundle.manifest.search_image_input
+        written += convert_search_parts(source, out, image, net.convert_no_fusion, home, config=MS_WEIGHT_QUANT_CONFIG)
+    return written

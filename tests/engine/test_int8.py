@@ -13,6 +13,7 @@ import pytest
 
 from blurtrack.engine.errors import ModelNotFoundError
 from blurtrack.engine.manifest import Int8Spec, Manifest, PrecisionChoice, load_bundle
+from blurtrack.engine.otb import load_sequence
 from blurtrack.engine.pipeline import Pipeline
 from blurtrack.engine.runtime.int8 import build_int8, build_int8_onnx
 from blurtrack.engine.runtime.mslite.detect import runtime_status
@@ -168,3 +169,26 @@ def test_pipeline_loads_each_network_at_the_chosen_precision(quantized, tmp_path
 def test_int8_on_a_bundle_without_int8_versions_says_how_to_make_them(test_bundle):
     with pytest.raises(ModelNotFoundError, match="blurtrack models quantize"):
         Pipeline.from_bundle(test_bundle, backend="onnxruntime", precision="int8")
+
+
+def test_shipped_bundle_tracks_at_int8_on_mindspore_lite_with_the_shared_search_parts(shared, caplog):
+    """`--precision int8` on Lite loads the INT8 search network's parts (features shared, a head per
+    target) and follows the fp32 path on a real clip's first frames (MotorRolling's fast motion
+    parts them after a few frames: any change of the networks' outputs moves where)."""
+    require_mslite()
+    bundle = load_bundle("blurtrack-effnet-eca")
+    net = bundle.manifest.search
+    if net.int8 is None or net.int8.ms is None or not bundle.path(net.int8.ms).is_file():
+        pytest.skip("the shipped bundle's INT8 MindSpore Lite files are not built (`make setup` builds them)")
+    clip = load_sequence(shared / "data" / "real-train" / "bag")  # a steady train clip: paths can agree
+    paths = {}
+    for precision in ("fp32", "int8"):
+        with caplog.at_level("WARNING"):
+            pipeline = Pipeline.from_bundle(bundle.root, backend="mslite", threads=1, precision=precision)
+        assert set(pipeline.precisions.values()) == {precision}
+        tracker = pipeline.new_tracker(deblur="off")
+        tracker.init(clip.read_frame(0), tuple(clip.init_box))
+        paths[precision] = np.array([tracker.track(clip.read_frame(i)).box for i in range(1, 20)])
+    assert "no converted parts" not in caplog.text
+    centres = {p: b[:, :2] + b[:, 2:] / 2 for p, b in paths.items()}
+    assert float(np.mean(np.hypot(*(centres["fp32"] - centres["int8"]).T))) < 3.0

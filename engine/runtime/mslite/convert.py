@@ -117,7 +117,12 @@ def convert_model(
 
 
 def convert_search_parts(
-    onnx_path: Path, ms_path: Path, image_input: str, no_fusion: bool = False, home: Path | None = None
+    onnx_path: Path,
+    ms_path: Path,
+    image_input: str,
+    no_fusion: bool = False,
+    home: Path | None = None,
+    config: str | None = None,
 ) -> list[Path]:
     """Cuts the search network where the target's kernels come in (graph.split_search) and converts
     each part next to `ms_path` (backend.search_part_file), so Lite can share the features among
@@ -130,7 +135,7 @@ def convert_search_parts(
         for part, model in split.parts().items():
             source = Path(work) / f"{ms_path.stem}.{part}.onnx"
             onnx.save(model, str(source))
-            written.append(convert_model(source, search_part_file(ms_path, part), no_fusion, home))
+            written.append(convert_model(source, search_part_file(ms_path, part), no_fusion, home, config))
     return written
 
 
