@@ -263,19 +263,15 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
         written = json.loads((bundle / "manifest.json").read_text())
         assert written["tracker"][key] == ranking[0]["settings"][key]
 
-    refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--blur-threshold", "100")
-    assert refused.returncode == 2 and "--deblur off never uses" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--deblur", "off", "--rescue-score", "0.9")
-    assert refused.returncode == 2 and "--deblur off never uses" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--blur-threshold", "-5")
-    assert refused.returncode == 2 and "blur scores >= 0" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--deblur-strength", "0,1")
-    assert refused.returncode == 2 and "above 0 and at most 1" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--box-vote-iou", "1.5")
-    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--aspect-lr", "-0.5")
-    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--window-influence", "0.2,2")
-    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr
-    refused = blurtrack("tune", "--bundle", bundle, "--split", "test")
-    assert refused.returncode == 2 and "invalid choice" in refused.stderr
+    for args, message in [
+        (("--deblur", "off", "--blur-threshold", "100"), "--deblur off never uses"),
+        (("--deblur", "off", "--rescue-score", "0.9"), "--deblur off never uses"),
+        (("--blur-threshold", "-5"), "blur scores >= 0"),
+        (("--deblur-strength", "0,1"), "above 0 and at most 1"),
+        (("--box-vote-iou", "1.5"), "between 0 and 1"),
+        (("--aspect-lr", "-0.5"), "between 0 and 1"),
+        (("--window-influence", "0.2,2"), "between 0 and 1"),
+        (("--split", "test"), "invalid choice"),
+    ]:
+        refused = blurtrack("tune", "--bundle", bundle, *args)
+        assert refused.returncode == 2 and message in refused.stderr, args
