@@ -50,8 +50,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     BLURTRACK_MSLITE_HOME=/opt/mslite \
     BLURTRACK_MODELS_DIR=/app/models/weights \
     BLURTRACK_BACKEND=auto \
-    BLURTRACK_WORKERS=2 \
-    BLURTRACK_THREADS=2
+    BLURTRACK_THREADS=1
 
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/mslite /opt/mslite

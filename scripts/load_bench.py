@@ -30,7 +30,9 @@ What is reported, all from this one run:
 - the engine alone in this process on clip 0 (the service's overhead = round trip / engine time);
 - server memory (VmRSS / VmHWM of the server process from /proc): after startup, after the
   warm-up, with N sessions open, its peak while they stream; memory per added session;
-- issue 27's goal, judged at 16 sessions: PASS/FAIL per criterion.
+- issue 27's goal, judged at 16 sessions: PASS/FAIL per criterion, on this machine's scale (0.43x
+  NanoTrack in all, a 16th of it per session, the 100 ms p95 scaled as the 240 frames/s were) and,
+  for the record, as stated in absolute numbers.
 `--sweep` runs the whole thing for each workers x intra-op-threads pair of --sweep-grid (one
 server each) and prints a table to choose the defaults from.
 """
@@ -76,12 +78,24 @@ Box = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class Goal:
-    """Issue 27: a robot fleet shares a host."""
+    """Issue 27: a robot fleet shares a host. Stated for the issue's machine: 16 sessions at 15
+    frames/s each (240 in all, which was 0.43x NanoTrack v2's single stream there) with round-trip
+    p95 <= 100 ms. Machines differ, so the goal is judged as that ratio; the per-session rate and
+    the p95 scale with it (see `scaled`)."""
 
     sessions: int = 16
     session_fps: float = 15.0
     rtt_p95_ms: float = 100.0
     nanotrack_ratio: float = 0.43
+
+    def scaled(self, nanotrack_fps: float) -> tuple[float, float, float]:
+        """(aggregate frames/s, per-session frames/s, p95 ms) on a machine where NanoTrack v2 runs
+        `nanotrack_fps`: the aggregate is the ratio's, each session its 1/16th share, and the p95
+        the stated one times (stated aggregate / this aggregate), the factor the 240 frames/s
+        were scaled by (16 sessions in lockstep wait ~16 / aggregate per round trip)."""
+        aggregate = self.nanotrack_ratio * nanotrack_fps
+        stated_aggregate = self.sessions * self.session_fps
+        return aggregate, aggregate / self.sessions, self.rtt_p95_ms * stated_aggregate / aggregate
 
 
 GOAL = Goal()
@@ -483,37 +497,53 @@ def bundle_gflops(bundle: str) -> dict[str, float]:
 
 # -- judging and printing ---------------------------------------------------------------------
 def judge(rows: list[dict], nanotrack: dict | None) -> dict[str, Any]:
-    """Issue 27's goal on the row with GOAL.sessions sessions (else the largest row, marked so)."""
+    """Issue 27's goal on the row with GOAL.sessions sessions (else the largest row, marked so), on
+    this machine's scale (NanoTrack v2 measured in the same run), and as stated in absolute numbers."""
     row = next((r for r in rows if r["sessions"] == GOAL.sessions), max(rows, key=lambda r: r["sessions"]))
-    ratio = row["fps"] / nanotrack["median_fps"] if nanotrack else None
-    criteria = [
-        {
-            "criterion": f"each session >= {GOAL.session_fps:g} frames/s",
-            "value": row["session_fps_min"],
-            "shown": f"the slowest of {row['sessions']} sessions ran {row['session_fps_min']:.1f} frames/s",
-            "passed": row["session_fps_min"] >= GOAL.session_fps,
-        },
-        {
-            "criterion": f"round-trip p95 <= {GOAL.rtt_p95_ms:g} ms",
-            "value": row["rtt_p95_ms"],
-            "shown": f"{row['rtt_p95_ms']:.1f} ms",
-            "passed": row["rtt_p95_ms"] <= GOAL.rtt_p95_ms,
-        },
-        {
-            "criterion": f"aggregate >= {GOAL.nanotrack_ratio:g}x NanoTrack v2",
-            "value": ratio,
-            "shown": f"{ratio:.2f}x ({row['fps']:.1f} / {nanotrack['median_fps']:.1f} frames/s)"
-            if nanotrack
-            else "not measured (--no-nanotrack)",
-            "passed": ratio is not None and ratio >= GOAL.nanotrack_ratio,
-        },
-    ]
     at_goal = row["sessions"] == GOAL.sessions
+    absolute = _criteria(row, GOAL.session_fps, GOAL.rtt_p95_ms, None)
+    if nanotrack is None:
+        criteria = [*absolute[:2], _ratio_criterion(row, None)]
+        return {"sessions": row["sessions"], "at_goal_sessions": at_goal, "scaled": None, "criteria": criteria, "met": False}
+    aggregate, session_fps, rtt_p95_ms = GOAL.scaled(nanotrack["median_fps"])
+    criteria = _criteria(row, session_fps, rtt_p95_ms, nanotrack)
     return {
         "sessions": row["sessions"],
         "at_goal_sessions": at_goal,
+        "scaled": {"aggregate_fps": aggregate, "session_fps": session_fps, "rtt_p95_ms": rtt_p95_ms},
         "criteria": criteria,
+        "absolute": absolute[:2],
         "met": at_goal and all(c["passed"] for c in criteria),
+    }
+
+
+def _criteria(row: dict, session_fps: float, rtt_p95_ms: float, nanotrack: dict | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "criterion": f"each session >= {session_fps:.1f} frames/s",
+            "value": row["session_fps_min"],
+            "shown": f"the slowest of {row['sessions']} sessions ran {row['session_fps_min']:.1f} frames/s",
+            "passed": row["session_fps_min"] >= session_fps,
+        },
+        {
+            "criterion": f"round-trip p95 <= {rtt_p95_ms:.0f} ms",
+            "value": row["rtt_p95_ms"],
+            "shown": f"{row['rtt_p95_ms']:.1f} ms",
+            "passed": row["rtt_p95_ms"] <= rtt_p95_ms,
+        },
+        _ratio_criterion(row, nanotrack),
+    ]
+
+
+def _ratio_criterion(row: dict, nanotrack: dict | None) -> dict[str, Any]:
+    ratio = row["fps"] / nanotrack["median_fps"] if nanotrack else None
+    return {
+        "criterion": f"aggregate >= {GOAL.nanotrack_ratio:g}x NanoTrack v2",
+        "value": ratio,
+        "shown": f"{ratio:.2f}x ({row['fps']:.1f} / {nanotrack['median_fps']:.1f} frames/s)"
+        if nanotrack
+        else "not measured (--no-nanotrack)",
+        "passed": ratio is not None and ratio >= GOAL.nanotrack_ratio,
     }
 
 
@@ -586,12 +616,23 @@ def print_verdict(verdict: dict) -> None:
         f"\ngoal (issue 27): {GOAL.sessions} sessions, each >= {GOAL.session_fps:g} frames/s, round trip p95 <= {GOAL.rtt_p95_ms:g} ms, "
         f"aggregate >= {GOAL.nanotrack_ratio:g}x NanoTrack v2's single-stream frames/s; judged at {verdict['sessions']} sessions"
     )
+    scaled = verdict["scaled"]
+    if scaled is None:
+        print("  not judged on this machine's scale: NanoTrack v2 was not measured (--no-nanotrack); as stated:")
+    else:
+        print(
+            f"  on this machine's scale: {GOAL.nanotrack_ratio:g}x NanoTrack is {scaled['aggregate_fps']:.1f} frames/s in all "
+            f"(the stated {GOAL.sessions * GOAL.session_fps:g}), so each session >= {scaled['session_fps']:.1f} frames/s "
+            f"and p95 <= {scaled['rtt_p95_ms']:.0f} ms (the stated {GOAL.rtt_p95_ms:g} ms, scaled alike)"
+        )
     for c in verdict["criteria"]:
         print(f"  {'PASS' if c['passed'] else 'FAIL'}  {c['criterion']}: {c['shown']}")
     if not verdict["at_goal_sessions"]:
         print(f"  goal NOT TESTED: no {GOAL.sessions}-session row (add {GOAL.sessions} to --sessions)")
     else:
-        print(f"  goal {'MET' if verdict['met'] else 'NOT MET'}")
+        print(f"  goal {'MET' if verdict['met'] else 'NOT MET'}{' on this machine' if scaled else ''}")
+    for c in verdict.get("absolute", []):
+        print(f"  as stated in absolute numbers: {'pass' if c['passed'] else 'fail'}  {c['criterion']}: {c['shown']}")
 
 
 def print_sweep(configs: list[dict], nanotrack: dict | None) -> None:

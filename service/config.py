@@ -7,11 +7,21 @@ with `engine.settings.EngineSettings` on purpose: one variable sets both.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_workers() -> int:
+    """One worker thread more than the CPUs this process may run on. A frame's Python steps hold
+    the GIL for a while, so with one thread per core a core sits idle at times; measured on 2 cores
+    with 16 real-clip sessions (`python scripts/load_bench.py --sweep --sweep-grid 2x1,2x2,1x2,3x1`):
+    3 workers x 1 thread 129 frames/s, 2 x 1 112, 2 x 2 104, 1 x 2 89."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpus + 1
 
 
 class ServiceSettings(BaseSettings):
@@ -22,13 +32,19 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
     bundle: str = Field("blurtrack-effnet-eca", description="model bundle: a name under BLURTRACK_MODELS_DIR or a folder")
     backend: Literal["auto", "mslite", "onnxruntime"] = Field("auto", description="inference runtime")
-    threads: int = Field(2, ge=1, description="intra-op threads per model session")
+    threads: int = Field(
+        1, ge=1, description="intra-op threads per model session (1: sessions' frames run in parallel on the workers instead)"
+    )
     precision: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="network precision: auto (the bundle's choice per network for the runtime), fp32 or int8"
     )
 
     # -- limits -------------------------------------------------------------------------------
-    workers: int = Field(2, ge=1, description="inference worker threads (frames of different sessions run in parallel)")
+    workers: int = Field(
+        default_factory=default_workers,
+        ge=1,
+        description="inference worker threads (frames of different sessions run in parallel); default: CPUs + 1",
+    )
     max_sessions: int = Field(64, ge=1, description="live sessions at most; past it POST /v1/sessions answers 503")
     idle_timeout_s: float = Field(60.0, gt=0, description="a session with no frame or call for this long is ended")
     expiry_check_s: float = Field(1.0, gt=0, description="how often idle sessions are looked for")

@@ -43,31 +43,37 @@ class FrameSlot:
         self._frame: PendingFrame | None = None
         self._closed = False
         self._ready = asyncio.Event()
+        # put() runs on the event loop, discard() also in the worker thread that takes the frame
+        self._lock = threading.Lock()
 
     def put(self, frame: PendingFrame) -> PendingFrame | None:
         """Store `frame`; return the frame it replaced (to be counted as dropped), if any. Once
         closed, a new frame is not taken (the stream is finishing) and is returned as dropped."""
         if self._closed:
             return frame
-        replaced, self._frame = self._frame, frame
+        with self._lock:
+            replaced, self._frame = self._frame, frame
         self._ready.set()
         return replaced
 
     def discard(self) -> PendingFrame | None:
-        frame, self._frame = self._frame, None
+        """Take the waiting frame, if any (thread-safe)."""
+        with self._lock:
+            frame, self._frame = self._frame, None
         return frame
 
     def close(self) -> None:
-        """No more frames: `take` hands out the waiting frame, if any, then returns None."""
+        """No more frames: `wait` still reports the waiting frame, if any, then returns False."""
         self._closed = True
         self._ready.set()
 
-    async def take(self) -> PendingFrame | None:
+    async def wait(self) -> bool:
+        """Until a frame waits (True) or the slot is closed with none left (False); takes nothing,
+        so frames that arrive until the caller takes one still replace the waiting one."""
         while self._frame is None and not self._closed:
             self._ready.clear()
             await self._ready.wait()
-        frame, self._frame = self._frame, None
-        return frame
+        return self._frame is not None
 
 
 @dataclass(frozen=True)

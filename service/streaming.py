@@ -1,8 +1,9 @@
 """One WebSocket stream of one session: a receive loop and a processing task on the event loop.
 
 The receive loop only counts frames and puts them in the session's slot (latest-frame-wins);
-the processing task takes the newest waiting frame, awaits the worker thread and sends the
-result. A bad frame or message gets an error message and the stream goes on.
+the processing task hands the session to a worker thread, which takes the newest waiting frame
+only when it starts on it, and sends the result. A bad frame or message gets an error message and
+the stream goes on.
 """
 
 from __future__ import annotations
@@ -179,20 +180,16 @@ class StreamConnection:
         return False
 
     async def _process_loop(self) -> None:
-        session = self.session
-        while (frame := await self.slot.take()) is not None:
+        while await self.slot.wait():
             # With the preview off (the default) the decoded frame is not even kept.
-            watched = session.preview.active()
-            try:
-                outcome = await self.worker.process(session, frame, keep_image=watched)
-            except ApiError as exc:
-                await self._fail_frame(frame.seq, exc)
+            taken = await self.worker.process_newest(self.session, self.slot, keep_image=self.session.preview.active())
+            if taken is None:  # dropped meanwhile (the stream is ending)
                 continue
-            except Exception:  # a bug must not kill the stream or the server
-                log.exception("frame %d of session %s failed", frame.seq, session.id)
-                await self._fail_frame(frame.seq, ApiError(500, "internal_error", "the server failed on this frame; see its log"))
-                continue
-            await self._answer(frame, outcome)
+            frame, outcome = taken
+            if isinstance(outcome, ApiError):
+                await self._fail_frame(frame.seq, outcome)
+            else:
+                await self._answer(frame, outcome)
 
     async def _answer(self, frame: PendingFrame, outcome: FrameOutcome) -> None:
         """Record a processed frame in the session, send its result, and offer its preview."""

@@ -25,7 +25,7 @@ from blurtrack.service.config import ServiceSettings
 from blurtrack.service.errors import ApiError, from_engine_error
 from blurtrack.service.frames import decode_frame
 from blurtrack.service.schemas import SessionOptions
-from blurtrack.service.sessions import PendingFrame, ReinitRequest, Session
+from blurtrack.service.sessions import FrameSlot, PendingFrame, ReinitRequest, Session
 from blurtrack.service.validation import all_finite, check_box_in_frame
 
 log = logging.getLogger(__name__)
@@ -144,16 +144,35 @@ class InferenceWorker:
         image = decode_frame(data, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
         return _start_tracker(pipeline, image, box, options)
 
-    async def process(self, session: Session, frame: PendingFrame, keep_image: bool = False) -> FrameOutcome:
-        """Track one frame of `session` with its tracker, or re-initialise the session on its pending
-        re-init request. `keep_image` hands the decoded frame back (for the session's preview)."""
-        pipeline = self.require_pipeline()
-        return await self._run(partial(self._process, pipeline, session, frame, keep_image))
+    async def process_newest(
+        self, session: Session, slot: FrameSlot, keep_image: bool = False
+    ) -> tuple[PendingFrame, FrameOutcome | ApiError] | None:
+        """Track the newest frame in `session`'s slot with its tracker, or re-initialise the session
+        on its pending re-init request. The frame is taken when a worker thread starts on it, not
+        when this is called: under load, frames that arrive while the job waits for a thread replace
+        the waiting one, so the frame tracked is at most about one frame interval old. Returns the
+        frame with its outcome or the error to answer it with; None if the slot was emptied meanwhile
+        (the stream is ending). `keep_image` hands the decoded frame back (for the session's preview)."""
+        return await self._run(partial(self._process_newest, session, slot, keep_image))
 
     async def encode_preview(self, image: np.ndarray) -> EncodedPreview:
         """Downscale and JPEG-encode a frame in a worker thread (after its result was sent)."""
         s = self.settings
         return await self._run(partial(encode_preview, image, s.preview_max_side, s.preview_jpeg_quality))
+
+    def _process_newest(
+        self, session: Session, slot: FrameSlot, keep_image: bool
+    ) -> tuple[PendingFrame, FrameOutcome | ApiError] | None:
+        frame = slot.discard()
+        if frame is None:
+            return None
+        try:
+            return frame, self._process(self.require_pipeline(), session, frame, keep_image)
+        except ApiError as exc:
+            return frame, exc
+        except Exception:  # a bug must not kill the stream or the server
+            log.exception("frame %d of session %s failed", frame.seq, session.id)
+            return frame, ApiError(500, "internal_error", "the server failed on this frame; see its log")
 
     def _process(self, pipeline: Pipeline, session: Session, frame: PendingFrame, keep_image: bool) -> FrameOutcome:
         started = time.perf_counter()

@@ -26,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", default=None, choices=PRECISION_CHOICES, help="network precision (default auto: the bundle's choice)"
     )
-    parser.add_argument("--workers", type=int, default=None, help="inference worker threads (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default 2)")
+    parser.add_argument("--workers", type=int, default=None, help="inference worker threads (default: CPUs + 1)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default 1)")
     parser.add_argument("--max-sessions", type=int, default=None, help="live sessions at most (default 64)")
     parser.add_argument(
         "--idle-timeout", type=float, default=None, dest="idle_timeout_s", help="seconds before an idle session ends (default 60)"

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +40,42 @@ def search_part_file(ms_path: Path, part: str) -> Path:
     return ms_path.with_name(f"{ms_path.stem}.{part}.ms")
 
 
+@dataclass
+class _BuiltModel:
+    model: ShimModel | OfficialModel
+    weights: list[np.ndarray] | None = None  # the weight inputs it was last run with
+
+
 class MindSporeLiteSession(ModelSession):
-    """`weight_inputs`: the inputs the network convolves with as weights (the Siamese
-    correlation). Lite 2.0's CPU convolution packs such a weight on the first predict and keeps it,
-    so a new template would be ignored; the model is rebuilt whenever those inputs change
-    (measured: a wrong box from the second sequence on, without this)."""
+    """A network on MindSpore Lite, callable from any number of threads at once.
+
+    One Lite model must not run predict from two threads at once, so the session keeps a pool of
+    built models: a call borrows an idle one and builds another only when every one is busy. The
+    pool grows to the number of threads that ever ran it together (the service's workers), so
+    workers run in parallel instead of queueing on one model (measured: with one shared model,
+    two workers ran the search features one at a time).
+
+    `weight_inputs`: the inputs the network convolves with as weights (the Siamese correlation).
+    Lite 2.0's CPU convolution packs such a weight on the first predict and keeps it, so a new
+    template would be ignored; a model is rebuilt whenever those inputs change (measured: a wrong
+    box from the second sequence on, without this)."""
 
     def __init__(self, open_model, renames: dict[str, dict[str, str]], weight_inputs: Collection[str] = ()):
         self._open_model = open_model
         model = open_model()
-        self._model = model
-        self._last_weights: list[np.ndarray] | None = None
-        # One MindSpore Lite Model must not run predict from two threads at once.
-        self._lock = threading.Lock()
+        self._idle = [_BuiltModel(model)]
+        self._pool_lock = threading.Lock()
         in_map, out_map = renames.get("inputs", {}), renames.get("outputs", {})
         self.input_names = [in_map.get(name, name) for name, _ in model.inputs]
         self.output_names = [out_map.get(name, name) for name, _ in model.outputs]
         self._input_shapes = [shape for _, shape in model.inputs]
         self._weight_indices = [i for i, name in enumerate(self.input_names) if name in weight_inputs]
+
+    @property
+    def pool_size(self) -> int:
+        """Built models not running now (all of them, between calls)."""
+        with self._pool_lock:
+            return len(self._idle)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in inputs]
@@ -68,18 +87,28 @@ class MindSporeLiteSession(ModelSession):
             if array.shape != shape:
                 raise ValueError(f"input {name!r} has shape {array.shape}, the network expects {shape}")
             arrays.append(array)
-        with self._lock:
+        built = self._borrow()
+        try:
             if self._weight_indices:
-                self._rebuild_if_weights_changed([arrays[i] for i in self._weight_indices])
-            outputs = self._model.predict(arrays)
+                self._rebuild_if_weights_changed(built, [arrays[i] for i in self._weight_indices])
+            outputs = built.model.predict(arrays)
+        finally:
+            with self._pool_lock:
+                self._idle.append(built)
         return dict(zip(self.output_names, outputs))
 
-    def _rebuild_if_weights_changed(self, weights: list[np.ndarray]) -> None:
-        if self._last_weights is not None and all(np.array_equal(a, b) for a, b in zip(weights, self._last_weights)):
+    def _borrow(self) -> _BuiltModel:
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        return _BuiltModel(self._open_model())  # every built model is busy: one more thread runs it
+
+    def _rebuild_if_weights_changed(self, built: _BuiltModel, weights: list[np.ndarray]) -> None:
+        if built.weights is not None and all(np.array_equal(a, b) for a, b in zip(weights, built.weights)):
             return
-        if self._last_weights is not None:
-            self._model = self._open_model()
-        self._last_weights = [w.copy() for w in weights]
+        if built.weights is not None:
+            built.model = self._open_model()
+        built.weights = [w.copy() for w in weights]
 
 
 class MindSporeLiteBackend(Backend):
