@@ -203,10 +203,13 @@ def write_boxes(path: Path, boxes: list[tuple[float, float, float, float] | None
 
 def reencode_sequence(seq: Sequence, folder: Path, quality: int) -> Sequence:
     """A copy of `seq` in OTB layout under folder/<name>, every frame re-encoded as JPEG at
-    `quality` (what a camera's encoder does to the same video); ground truth unchanged."""
+    `quality` (what a camera's encoder does to the same video); ground truth unchanged, and a frame
+    without an image stays without one."""
     root = Path(folder) / seq.name
     (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    for i in range(len(seq)):
+    for i, path in enumerate(seq.frames):
+        if path is None:
+            continue
         cv2.imwrite(str(root / IMAGE_DIR / f"{i + 1:04d}.jpg"), seq.read_frame(i), [cv2.IMWRITE_JPEG_QUALITY, quality])
     (root / GROUNDTRUTH_NAME).write_text((seq.root / GROUNDTRUTH_NAME).read_text())
     return load_sequence(root, f"{seq.name}@q{quality}")

@@ -6,12 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from blurtrack.commands.arguments import positive_int
+from blurtrack.commands.arguments import jpeg_quality, positive_int
 from blurtrack.engine.deblur import DeblurMode
 from blurtrack.engine.manifest import PRECISION_CHOICES
 from blurtrack.engine.runtime import BACKEND_NAMES
+
+if TYPE_CHECKING:
+    from blurtrack.engine.settings import EngineSettings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,22 +33,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-deblur", action="store_true", help="never run the deblur network (ablation)")
     parser.add_argument("--threads", type=positive_int, help="intra-op threads per network (default: BLURTRACK_THREADS or 2)")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=jpeg_quality,
+        metavar="Q",
+        help="track every sequence re-encoded as JPEG at quality Q (1-100) instead of its files: what a camera's "
+        "encoder sends; closed-loop tracking can turn a small change of input into a lost target",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from blurtrack.engine.otb import find_sequences, reencode_sequence
+    from blurtrack.engine.settings import get_engine_settings
+
+    settings = get_engine_settings()
+    sequences = find_sequences(args.dataset)
+    with tempfile.TemporaryDirectory(prefix="blurtrack-eval-jpeg-") as scratch:
+        if args.jpeg_quality is not None:
+            sequences = [reencode_sequence(s, Path(scratch), args.jpeg_quality) for s in sequences]
+        return _evaluate(args, settings, sequences)
+
+
+def _evaluate(args: argparse.Namespace, settings: EngineSettings, sequences: list) -> int:
     from tqdm import tqdm
 
-    from blurtrack.engine.otb import find_sequences, write_boxes
+    from blurtrack.engine.otb import write_boxes
     from blurtrack.engine.pipeline import Pipeline
-    from blurtrack.engine.settings import get_engine_settings
     from blurtrack.models.evaluation.runner import evaluate, run_dataset
     from blurtrack.models.evaluation.tables import markdown_table
 
-    settings = get_engine_settings()
     bundle = args.bundle or settings.bundle
     backend = args.backend or settings.backend
     threads = args.threads or settings.threads
-    sequences = find_sequences(args.dataset)
     pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads, precision=args.precision or settings.precision)
     deblur: DeblurMode | None = "off" if args.no_deblur else None
 
@@ -64,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         "device": described.get("device"),
         "threads": threads,
         "deblur": "off" if args.no_deblur else f"bundle policy ({described.get('deblur_policy')})",
+        "jpeg_quality": args.jpeg_quality,
         "pipeline": described,
         "box_convention": "x,y,w,h as in the ground truth files (OTB: 1-based)",
         **report,

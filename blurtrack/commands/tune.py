@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from blurtrack.commands.arguments import positive_int
+from blurtrack.commands.arguments import jpeg_quality, positive_int
 from blurtrack.engine.runtime import BACKEND_NAMES
 
 DEFAULT_GRID = {
@@ -46,12 +46,6 @@ def _floats(value: str) -> list[float]:
     if any(not 0.0 <= n <= 1.0 for n in numbers):
         raise argparse.ArgumentTypeError(f"expected numbers between 0 and 1, got {value!r}")
     return numbers
-
-
-def _quality(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 100:
-        raise argparse.ArgumentTypeError(f"expected a JPEG quality 1..100, e.g. 80, got {value!r}")
-    return int(value)
 
 
 def _thresholds(value: str) -> list[float]:
@@ -94,7 +88,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="synthetic split seed (default: 0)")
     parser.add_argument(
         "--jpeg-quality",
-        type=_quality,
+        type=jpeg_quality,
         default=None,
         help="also track every clip re-encoded as JPEG at this quality and rank by both together, "
         "so the choice holds for what a camera's encoder sends (e.g. 80)",

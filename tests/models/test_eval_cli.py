@@ -70,6 +70,25 @@ def test_eval_writes_boxes_and_summary(dataset, test_bundle, tmp_path):
     assert len(summary["curves"]["success"]["values"]) == 21
 
 
+def test_eval_tracks_jpeg_reencoded_copies(dataset, test_bundle, tmp_path):
+    runs = {}
+    for quality in (None, 30):
+        out = tmp_path / f"q{quality}"
+        extra = [] if quality is None else ["--jpeg-quality", quality]
+        result = blurtrack("eval", dataset, "--out", out, "--bundle", test_bundle, "--backend", "onnxruntime", *extra)
+        assert result.returncode == 0, result.stderr
+        runs[quality] = out, json.loads((out / "summary.json").read_text())
+    (plain, summary), (copied, summary_q30) = runs[None], runs[30]
+    assert summary["jpeg_quality"] is None and summary_q30["jpeg_quality"] == 30
+    assert set(summary_q30["sequences"]) == {"square-a@q30", "square-b@q30"}
+    boxes, boxes_q30 = read_groundtruth(plain / "square-a.txt"), read_groundtruth(copied / "square-a@q30.txt")
+    assert boxes_q30.shape == boxes.shape and np.array_equal(boxes[0], boxes_q30[0])  # same frames, same first box
+    assert np.isnan(read_groundtruth(copied / "square-b@q30.txt")[6]).all()  # the missing frame stays missing
+
+    result = blurtrack("eval", dataset, "--out", tmp_path / "bad", "--jpeg-quality", "0")
+    assert result.returncode == 2 and "expected a JPEG quality 1..100" in result.stderr
+
+
 def test_eval_no_deblur_never_runs_the_deblurrer(dataset, test_bundle, tmp_path):
     out = tmp_path / "results"
     # auto on a bundle without .ms files runs on ONNX Runtime, MindSpore Lite set up or not
