@@ -18,20 +18,23 @@ from blurtrack.service.worker import FrameOutcome, InferenceWorker
 from .conftest import render_sequence, settings_for
 
 
-def _session(worker: InferenceWorker, jpeg: bytes, box: Box) -> Session:
-    pipeline = worker.require_pipeline()
-    tracker = pipeline.new_tracker()
-    first = tracker.init(decode_image(jpeg), box)
-    return Session(tracker=tracker, options=SessionOptions(), first=first, preview=PreviewState(1.0, 10.0), history=History(10.0))
+async def _one_worker_with_a_session(test_bundle, seq) -> tuple[InferenceWorker, Session]:
+    """A loaded worker with one thread, and a session started on the sequence's first frame."""
+    worker = InferenceWorker(settings_for(test_bundle, workers=1))
+    await worker.load()
+    tracker = worker.require_pipeline().new_tracker()
+    first = tracker.init(decode_image(seq.jpegs[0]), Box(*seq.boxes[0]))
+    session = Session(
+        tracker=tracker, options=SessionOptions(), first=first, preview=PreviewState(1.0, 10.0), history=History(10.0)
+    )
+    return worker, session
 
 
 def test_a_frame_waiting_for_a_thread_is_replaced_by_a_newer_one(test_bundle):
     seq = render_sequence(seed=5, n_frames=4)
 
     async def scenario():
-        worker = InferenceWorker(settings_for(test_bundle, workers=1))
-        await worker.load()
-        session = _session(worker, seq.jpegs[0], Box(*seq.boxes[0]))
+        worker, session = await _one_worker_with_a_session(test_bundle, seq)
         slot = FrameSlot()
         release = threading.Event()
         busy = asyncio.ensure_future(worker._run(release.wait))  # the only thread, taken by another job
@@ -59,9 +62,7 @@ def test_a_frame_that_fails_comes_back_with_its_error(test_bundle):
     seq = render_sequence(seed=6, n_frames=2)
 
     async def scenario():
-        worker = InferenceWorker(settings_for(test_bundle, workers=1))
-        await worker.load()
-        session = _session(worker, seq.jpegs[0], Box(*seq.boxes[0]))
+        worker, session = await _one_worker_with_a_session(test_bundle, seq)
         slot = FrameSlot()
         slot.put(PendingFrame(7, b"\xff\xd8 not a jpeg", time.perf_counter()))
         taken = await worker.process_newest(session, slot)
