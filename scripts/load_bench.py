@@ -503,8 +503,7 @@ def judge(rows: list[dict], nanotrack: dict | None) -> dict[str, Any]:
     at_goal = row["sessions"] == GOAL.sessions
     absolute = _criteria(row, GOAL.session_fps, GOAL.rtt_p95_ms, None)
     if nanotrack is None:
-        criteria = [*absolute[:2], _ratio_criterion(row, None)]
-        return {"sessions": row["sessions"], "at_goal_sessions": at_goal, "scaled": None, "criteria": criteria, "met": False}
+        return {"sessions": row["sessions"], "at_goal_sessions": at_goal, "scaled": None, "criteria": absolute, "met": False}
     aggregate, session_fps, rtt_p95_ms = GOAL.scaled(nanotrack["median_fps"])
     criteria = _criteria(row, session_fps, rtt_p95_ms, nanotrack)
     return {
