@@ -61,6 +61,18 @@ class Sequence:
             )
         return box
 
+    def starting_at(self, index: int) -> Sequence:
+        """The sequence from frame `index` on, named `<name>@f<index + 1>`: a run of it initialises
+        the tracker on that frame's ground truth (a temporal-robustness start)."""
+        if not 0 <= index < len(self.frames):
+            raise ValueError(f"sequence {self.name} has frames 0..{len(self.frames) - 1}, not {index}")
+        return Sequence(
+            name=f"{self.name}@f{index + 1}",
+            root=self.root,
+            frames=self.frames[index:],
+            groundtruth=self.groundtruth[index:],
+        )
+
     def read_frame(self, index: int) -> np.ndarray:
         """BGR uint8 image of frame `index`; MissingFrameError if its file is missing or unreadable."""
         path = self.frames[index]

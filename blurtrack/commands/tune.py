@@ -94,6 +94,14 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
         "so the choice holds for what a camera's encoder sends (e.g. 80)",
     )
     parser.add_argument(
+        "--starts",
+        type=positive_int,
+        default=1,
+        help="track every clip from this many start frames spread over it and pool the runs "
+        "(OTB's temporal robustness): one early loss then decides less of the score (default: 1, "
+        "the first frame only)",
+    )
+    parser.add_argument(
         "--cache-dir",
         type=Path,
         help="where the synthetic split and re-encoded clips are cached (default: $BLURTRACK_CACHE_DIR or ~/.cache/blurtrack)",
@@ -189,11 +197,13 @@ def _deblur_values(args: argparse.Namespace) -> dict[str, list[float]]:
 
 
 def _load_sequences(args: argparse.Namespace) -> list:
-    """The select clips or a synthetic split, plus their JPEG re-encodings with --jpeg-quality."""
+    """The select clips or a synthetic split, plus their JPEG re-encodings with --jpeg-quality, each
+    tracked from --starts start frames."""
     from blurtrack.engine.otb import find_sequences, load_sequence, reencode_sequence
     from blurtrack.models.evaluation import peers
     from blurtrack.models.evaluation.benchmark import DataSpec, prepare_data
     from blurtrack.models.evaluation.splits import split_dirs
+    from blurtrack.models.evaluation.temporal import temporal_segments
     from blurtrack.models.paths import shared_dir
 
     cache_dir = args.cache_dir or peers.default_cache_dir()
@@ -207,7 +217,7 @@ def _load_sequences(args: argparse.Namespace) -> list:
     if args.jpeg_quality is not None:
         reencoded = cache_dir / f"jpeg-q{args.jpeg_quality}"
         sequences = sequences + [reencode_sequence(s, reencoded, args.jpeg_quality) for s in sequences]
-    return sequences
+    return temporal_segments(sequences, args.starts)
 
 
 def _grid(args: argparse.Namespace, deblur_values: dict[str, list[float]]) -> list[dict[str, float]]:
@@ -238,7 +248,8 @@ def _print_ranking(args: argparse.Namespace, pipeline, sequences: list, rows: li
     manifest = pipeline.bundle.manifest
     where = "the real-train select clips" if args.split == "select" else f"the synthetic {args.split} split"
     print(
-        f"bundle {pipeline.bundle.name} on {where} ({len(sequences)} sequences), deblur {args.deblur}; "
+        f"bundle {pipeline.bundle.name} on {where} ({len(sequences)} runs from {args.starts} start(s) per clip), "
+        f"deblur {args.deblur}; "
         f"bundle now: "
         + ", ".join(f"{k} {getattr(manifest.tracker, k)}" for k in TRACKER_SETTINGS)
         + "".join(f", {k} {getattr(manifest.deblur_policy, k)}" for k in DEBLUR_SETTINGS)
@@ -274,6 +285,7 @@ def _write_report(args: argparse.Namespace, pipeline, sequences: list, rows: lis
         "bundle_dir": str(pipeline.bundle.root),
         "split": args.split,
         "jpeg_quality": args.jpeg_quality,
+        "starts": args.starts,
         "sequences": len(sequences),
         "frames": args.frames,
         "seed": args.seed,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from blurtrack.models.tracker.deblur_input import DeblurredInput
 from blurtrack.models.tracker.labels import AnchorTarget
 from blurtrack.models.tracker.net import SiamRPN, build_tracker
 from blurtrack.models.tracker.real_clips import RealClipPairSampler, load_pack, pack_clip
+from blurtrack.models.tracker.teacher import NanoTrackTeacher
 
 
 # ---------------------------------------------------------------- loss
@@ -61,6 +64,20 @@ def rpn_loss(
     diff = F.smooth_l1_loss(deltas, loc_target, reduction="none", beta=1.0 / 9.0).sum(dim=2)
     loc_loss = (diff * loc_weight).sum() / n
     return cls_loss, loc_lambda * loc_loss
+
+
+def distill_loss(cls: torch.Tensor, teacher: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Binary cross-entropy between each cell's best anchor score and the teacher's response there.
+
+    cls [N, 2k, S, S] (bg block then fg block); teacher [N, S, S] probabilities. The best anchor's
+    probability is the sigmoid of the largest fg - bg logit difference, so the loss works on that
+    logit. The teacher's 0..1 is squeezed into smoothing..1 - smoothing, as label smoothing squeezes
+    the anchor labels: the two targets agree on what a sure cell scores."""
+    n, channels, size, _ = cls.shape
+    logits = cls.reshape(n, 2, channels // 2, size, size)
+    best = (logits[:, 1] - logits[:, 0]).amax(dim=1)
+    target = smoothing + (1.0 - 2.0 * smoothing) * teacher
+    return F.binary_cross_entropy_with_logits(best, target)
 
 
 # ---------------------------------------------------------------- batches
@@ -344,16 +361,31 @@ class BatchStream(torch.utils.data.IterableDataset):
     the loader hands them back in order, so a run's pairs do not depend on the number of workers and
     a resumed run sees the pairs it would have seen."""
 
-    def __init__(self, sampler, target: AnchorTarget, seed: int, start: int, total: int, batch_size: int):
+    def __init__(
+        self,
+        sampler,
+        target: AnchorTarget,
+        seed: int,
+        start: int,
+        total: int,
+        batch_size: int,
+        make_teacher: Callable[[], NanoTrackTeacher] | None = None,
+    ):
         super().__init__()
         self.sampler, self.target = sampler, target
         self.seed, self.start, self.total, self.batch_size = seed, start, total, batch_size
+        self.make_teacher = make_teacher
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # built here, in the process that makes the batches: ONNX Runtime sessions do not cross a fork
+        teacher = self.make_teacher() if self.make_teacher else None
         for it in range(self.start + worker, self.total, workers):
-            yield it, make_batch(self.sampler, self.target, np.random.default_rng([self.seed, it]), self.batch_size)[:5]
+            batch = make_batch(self.sampler, self.target, np.random.default_rng([self.seed, it]), self.batch_size)[:5]
+            if teacher is not None:
+                batch = (*batch, torch.from_numpy(teacher.responses(batch[0].numpy(), batch[1].numpy())))
+            yield it, batch
 
 
 def build_net(config: dict, args: argparse.Namespace) -> SiamRPN:
@@ -417,6 +449,15 @@ class Trainer:
         budget = args.budget_minutes if args.budget_minutes is not None else train_cfg.get("budget_minutes", 1e9)
         self.budget = float(budget) * 60.0
         self.optimizer = torch.optim.AdamW(param_groups(net, train_cfg))
+        # "distill": {"lambda": ..., "temperature": ..., "teacher_dir": ...}: NanoTrack v2's response
+        # maps as an extra target (models/tracker/teacher.py); absent or lambda 0: no teacher
+        distill = config.get("distill") or {}
+        self.distill_lambda = float(distill.get("lambda", 0.0))
+        self.make_teacher = (
+            functools.partial(NanoTrackTeacher, distill.get("teacher_dir"), float(distill.get("temperature", 2.0)))
+            if self.distill_lambda > 0
+            else None
+        )
         self.start_iter, self.best, self.elapsed_before, self.progress = 0, -1.0, 0.0, 0.0
         self.log = self.out / "metrics.jsonl"
         # bf16 autocast on a GPU: the loss and the optimiser stay in fp32
@@ -469,7 +510,7 @@ class Trainer:
         log_line(self.log, {"iteration": it, "pairs": it * self.batch_size, "elapsed_s": round(elapsed, 1), **metrics})
         return metrics
 
-    def step(self, it: int, batch: tuple, run_s: float) -> tuple[float, float, float]:
+    def step(self, it: int, batch: tuple, run_s: float) -> tuple[float, float, float, float]:
         # The schedule follows whichever runs out first, the pairs or the time budget, so a run
         # stopped by its budget has still decayed its learning rate (progress never goes back).
         # A resumed run's budget is what is left: time progress counts the earlier runs' time too.
@@ -478,23 +519,17 @@ class Trainer:
         factor = lr_factor(it, self.progress, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        z, x, lab, tgt, wgt = (t.to(self.device, non_blocking=True) for t in batch)
+        z, x, lab, tgt, wgt, *teacher = (t.to(self.device, non_blocking=True) for t in batch)
         with self.autocast:
             cls, loc = self.net(z.float(), x.float())
-        lc, ll = rpn_loss(
-            cls.float(),
-            loc.float(),
-            lab,
-            tgt,
-            wgt,
-            float(self.train_cfg.get("loc_lambda", 1.2)),
-            float(self.train_cfg.get("label_smoothing", 0.0)),
-        )
+        smoothing = float(self.train_cfg.get("label_smoothing", 0.0))
+        lc, ll = rpn_loss(cls.float(), loc.float(), lab, tgt, wgt, float(self.train_cfg.get("loc_lambda", 1.2)), smoothing)
+        ld = self.distill_lambda * distill_loss(cls.float(), teacher[0], smoothing) if teacher else torch.zeros(())
         self.optimizer.zero_grad(set_to_none=True)
-        (lc + ll).backward()
+        (lc + ll + ld).backward()
         torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], 10.0)
         self.optimizer.step()
-        return lc.item(), ll.item(), factor
+        return lc.item(), ll.item(), ld.item(), factor
 
     def run(self, workers: int) -> int:
         started = last_ckpt = time.monotonic()
@@ -503,11 +538,11 @@ class Trainer:
         smooth: dict[str, float] = {}
         it = self.start_iter
         for it, batch in self._loader(workers):
-            lc, ll, factor = self.step(it, batch, time.monotonic() - started)
-            for k, v in (("cls", lc), ("loc", ll)):
+            lc, ll, ld, factor = self.step(it, batch, time.monotonic() - started)
+            for k, v in (("cls", lc), ("loc", ll), ("distill", ld)):
                 smooth[k] = v if k not in smooth else 0.98 * smooth[k] + 0.02 * v
             bar.update(1)
-            bar.set_postfix(cls=f"{smooth['cls']:.3f}", loc=f"{smooth['loc']:.3f}", lr=f"{factor:.2f}", refresh=False)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()} | {"lr": f"{factor:.2f}"}, refresh=False)
             now = time.monotonic()
             if it % 50 == 0:
                 self._log_losses(it, smooth, factor, self.elapsed_before + now - started)
@@ -527,7 +562,9 @@ class Trainer:
 
     def _loader(self, workers: int) -> torch.utils.data.DataLoader:
         """The run's remaining batches, made by `workers` loader processes (0: this one)."""
-        stream = BatchStream(self.data.sampler, self.target, self.seed, self.start_iter, self.total_iters, self.batch_size)
+        stream = BatchStream(
+            self.data.sampler, self.target, self.seed, self.start_iter, self.total_iters, self.batch_size, self.make_teacher
+        )
         return torch.utils.data.DataLoader(
             stream,
             batch_size=None,
@@ -544,6 +581,7 @@ class Trainer:
                 "iteration": it,
                 "cls": round(smooth["cls"], 4),
                 "loc": round(smooth["loc"], 4),
+                "distill": round(smooth["distill"], 4),
                 "lr_factor": round(factor, 3),
                 "elapsed_s": round(elapsed_s, 1),
             },

@@ -282,7 +282,19 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
         written = json.loads((bundle / "manifest.json").read_text())
         assert written["tracker"][key] == ranking[0]["settings"][key]
 
+    # --starts 2 on 40-frame sequences: a run from frame 1 (39 scored frames) and one from frame 21 (19)
+    restarted = blurtrack(
+        "tune", "--bundle", bundle, "--split", "dev", "--backend", "onnxruntime", "--threads", 1, "--sequences", 2,
+        "--frames", 40, "--starts", 2, "--penalty-k", "0.1", "--window-influence", "0.3", "--lr", "0.5",
+        "--cache-dir", tmp_path / "cache", "--out", out,
+    )  # fmt: skip
+    assert restarted.returncode == 0, restarted.stderr
+    report = json.loads(out.read_text())
+    assert report["starts"] == 2 and report["sequences"] == 4
+    assert report["ranking"][0]["scored_frames"] == 2 * (39 + 19)
+
     for args, message in [
+        (("--starts", "0"), "1 or more"),
         (("--deblur", "off", "--blur-threshold", "100"), "--deblur off never uses"),
         (("--deblur", "off", "--rescue-score", "0.9"), "--deblur off never uses"),
         (("--blur-threshold", "-5"), "blur scores >= 0"),
