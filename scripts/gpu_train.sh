@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared call on a lent GPU machine (the device tool): the shipped tracker's recipe at three
-# seeds and the two ablations at one seed, side by side, from the folder that
+# seeds, the two ablations and a distillation run at one seed, side by side, from the folder that
 # `python -m blurtrack.models.tracker.pack --out .pack` wrote; each run's snapshots come back in $OUT.
 #   device run, carry [".pack", ".whl"]:  bash scripts/gpu_train.sh MINUTES
 # .whl holds the cp312 wheels of what the engine imports that the machine lacks (pydantic,
@@ -35,6 +35,12 @@ done
 train noeca-s1 tracker_noeca 1 3 --set net.backbone_init=.pack/backbone-tracker_noeca.npz &
 pids+=($!)
 train alexnet-s1 tracker_alexnet 1 3 &
+pids+=($!)
+# NanoTrack v2's response maps as an extra target (models/tracker/teacher.py). On CPU it moved the
+# select objective by +0.016 (nine snapshots up to 1,800 iterations of 16 pairs, against the same
+# seed without it), within the seed spread; this is its run at GPU length
+train eca-kd-s1 tracker 1 3 --set net.backbone_init=.pack/backbone-tracker.npz \
+  --set 'distill={"lambda": 1.0, "temperature": 2.0, "teacher_dir": ".pack/teacher"}' &
 pids+=($!)
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done

@@ -6,16 +6,19 @@ DIR/real_train.npz  the real-train clips of the `train` split as regions around 
 DIR/photos/         the train and dev photos, downsized, under their own names (the photo split
                     hashes the file name, so it is unchanged);
 DIR/backbone-<config>.npz  the ImageNet-initialised trunk of each EfficientNet config, so the run
-                    needs no weights package.
+                    needs no weights package;
+DIR/teacher/        NanoTrack v2's two ONNX files, for a distillation run (models.tracker.teacher).
 
 Train on it with `--set real.pack=DIR/real_train.npz --set images=DIR/photos
---set net.backbone_init=DIR/backbone-tracker.npz` (scripts/gpu_train.sh does).
+--set net.backbone_init=DIR/backbone-tracker.npz`, and distil with `--set
+'distill={"lambda": 1.0, "teacher_dir": "DIR/teacher"}'` (scripts/gpu_train.sh does).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -25,6 +28,7 @@ from blurtrack.models.evaluation.splits import split_dirs
 from blurtrack.models.paths import shared_dir
 from blurtrack.models.synth import default_images_dir, split_images
 from blurtrack.models.tracker.real_clips import pack_clip, save_pack
+from blurtrack.models.tracker.teacher import BACKBONE_FILE, HEAD_FILE, default_teacher_dir
 
 PHOTO_MAX_SIDE = 320
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -77,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / f"backbone-{config.stem}.npz"
         pack_backbone(json.loads(config.read_text())["net"], path)
         print(f"ImageNet trunk of {config.name} -> {path}")
+    teacher = args.out / "teacher"
+    teacher.mkdir(exist_ok=True)
+    for name in (BACKBONE_FILE, HEAD_FILE):
+        shutil.copyfile(default_teacher_dir() / name, teacher / name)
+    print(f"NanoTrack v2 teacher -> {teacher}")
     return 0
 
 

@@ -31,38 +31,20 @@ def default_teacher_dir() -> Path:
     return shared_dir() / "peers" / "nanotrack" / "v2"
 
 
-def _any_size(path: Path) -> bytes:
-    """The ONNX graph with free spatial sizes: the backbone runs on 127 and 255 crops (its batch
-    stays 1: its squeeze-excite blocks reshape to one image)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for value in list(model.graph.input) + list(model.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        for axis, dim in enumerate(dims):
-            if axis >= 2:
-                dim.dim_param = f"d{axis}"
-    return model.SerializeToString()
-
-
 class NanoTrackTeacher:
     """`responses(z, x)`: for a batch of template and search crops (NCHW uint8 BGR, as the training
     batches carry them), the teacher's foreground probability at each cell of our score map, its
     logits divided by `temperature` first (a saturated 0/1 map would say nothing about look-alikes)."""
 
     def __init__(self, folder: Path | None = None, temperature: float = 2.0, anchors: AnchorConfig | None = None):
-        import onnxruntime as ort
-
         folder = Path(folder) if folder else default_teacher_dir()
         missing = [name for name in (BACKBONE_FILE, HEAD_FILE) if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"the NanoTrack v2 teacher needs {', '.join(missing)} in {folder}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        self.backbone = ort.InferenceSession(_any_size(folder / BACKBONE_FILE), options, providers=providers)
-        self.head = ort.InferenceSession(_any_size(folder / HEAD_FILE), options, providers=providers)
+        # OpenCV's dnn, as cv2.TrackerNano runs these files: it takes the 127 and the 255 crop
+        # through the one backbone, and every machine that trains has OpenCV
+        self.backbone = cv2.dnn.readNet(str(folder / BACKBONE_FILE))
+        self.head = cv2.dnn.readNet(str(folder / HEAD_FILE))
         self.temperature = float(temperature)
         anchors = anchors or AnchorConfig()
         # teacher-map coordinates of our cells' centres: offset from the crop centre / 16 + cell 8
@@ -71,13 +53,17 @@ class NanoTrackTeacher:
         self.map_x, self.map_y = np.meshgrid(cells, cells)
 
     def _features(self, crop: np.ndarray) -> np.ndarray:
-        return self.backbone.run(None, {"input": crop[None].astype(np.float32)})[0]
+        self.backbone.setInput(crop[None].astype(np.float32))
+        return self.backbone.forward()
 
     def raw_response(self, z: np.ndarray, x: np.ndarray) -> np.ndarray:
         """[N, 16, 16] foreground logit minus background logit, at the teacher's own grid."""
         maps = []
         for template, search in zip(z, x, strict=True):
-            cls = self.head.run(None, {"input1": self._features(template), "input2": self._features(search)})[0][0]
+            # the graphs take one image at a time (their squeeze-excite blocks reshape to batch 1)
+            self.head.setInput(self._features(template), "input1")
+            self.head.setInput(self._features(search), "input2")
+            cls = self.head.forward("output1")[0]
             maps.append(cls[1] - cls[0])
         return np.stack(maps)
 
