@@ -539,7 +539,8 @@ class Trainer:
         it = self.start_iter
         for it, batch in self._loader(workers):
             lc, ll, ld, factor = self.step(it, batch, time.monotonic() - started)
-            for k, v in (("cls", lc), ("loc", ll), ("distill", ld)):
+            losses = (("cls", lc), ("loc", ll), ("distill", ld)) if self.make_teacher else (("cls", lc), ("loc", ll))
+            for k, v in losses:
                 smooth[k] = v if k not in smooth else 0.98 * smooth[k] + 0.02 * v
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()} | {"lr": f"{factor:.2f}"}, refresh=False)
@@ -579,9 +580,7 @@ class Trainer:
             self.log,
             {
                 "iteration": it,
-                "cls": round(smooth["cls"], 4),
-                "loc": round(smooth["loc"], 4),
-                "distill": round(smooth["distill"], 4),
+                **{k: round(v, 4) for k, v in smooth.items()},
                 "lr_factor": round(factor, 3),
                 "elapsed_s": round(elapsed_s, 1),
             },

@@ -395,3 +395,19 @@ def test_alexnet_baseline_exports_to_a_graph_mindspore_lite_converts(tmp_path):
     assert pools and not any(a.name == "dilations" for n in pools for a in n.attribute)
     require_mslite()
     assert convert_model(tmp_path / "template.onnx", tmp_path / "template.ms").is_file()
+
+
+def test_training_with_a_teacher_adds_the_distillation_loss(tmp_path, shared):
+    """`"distill": {...}` adds NanoTrack v2's response maps as a target: the run logs the loss, and
+    without the key it logs none."""
+    from blurtrack.models.train import main as train_main
+
+    teacher_dir = str(shared / "peers" / "nanotrack" / "v2")
+    config = _toy_training_config(tmp_path, distill={"lambda": 1.0, "teacher_dir": teacher_dir})
+    assert train_main(["--config", str(config), "--out", str(tmp_path / "kd")]) == 0
+    first = json.loads((tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["iteration"] == 0 and first["distill"] > 0
+    (tmp_path / "plain").mkdir()
+    plain = _toy_training_config(tmp_path / "plain")
+    assert train_main(["--config", str(plain), "--out", str(tmp_path / "plain-run")]) == 0
+    assert "distill" not in (tmp_path / "plain-run" / "metrics.jsonl").read_text()
