@@ -17,19 +17,7 @@ from blurtrack.models.tracker.labels import AnchorTarget  # noqa: E402
 from blurtrack.models.tracker.real_clips import REGION_PX, RealClipPairSampler, load_pack, pack_clip, save_pack  # noqa: E402
 from blurtrack.models.tracker.training import BatchStream, save_checkpoint  # noqa: E402
 
-# no augmentation, no negatives, the search centred on the target: the box is known exactly
-PLAIN = PairConfig(
-    neg_prob=0.0,
-    template_shift=0.0,
-    template_scale=0.0,
-    search_shift=0.0,
-    search_scale=0.0,
-    track_centre_prob=0.0,
-    search_blur_prob=0.0,
-    template_blur_prob=0.0,
-    color_prob=0.0,
-    grey_prob=0.0,
-)
+from .pairs import PLAIN  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,8 @@ from blurtrack.models.tracker.real_clips import RealClipPairSampler, pack_clip  
 from blurtrack.models.tracker.teacher import NanoTrackTeacher  # noqa: E402
 from blurtrack.models.tracker.training import BatchStream, distill_loss, to_tensor  # noqa: E402
 
-CENTRED = PairConfig(
-    neg_prob=0.0,
-    template_shift=0.0,
-    template_scale=0.0,
-    search_shift=0.0,
-    search_scale=0.0,
-    track_centre_prob=0.0,
-    search_blur_prob=0.0,
-    template_blur_prob=0.0,
-    color_prob=0.0,
-    grey_prob=0.0,
-)
+from .pairs import PLAIN  # noqa: E402
+
 GRID = AnchorConfig()
 
 
@@ -43,7 +33,7 @@ def clips(shared):
 
 @pytest.fixture(scope="module")
 def pairs(clips):
-    sampler = RealClipPairSampler(clips, CENTRED, max_gap=8)
+    sampler = RealClipPairSampler(clips, PLAIN, max_gap=8)
     rng = np.random.default_rng(0)
     return [sampler.sample(rng) for _ in range(24)]
 
