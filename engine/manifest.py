@@ -161,6 +161,13 @@ class TrackerConfig(BaseModel):
     # misses in a row the state becomes `lost` and the search region grows by lost_search_growth
     # per missed frame, up to lost_search_max times the normal region, until a frame scores
     # at least found_threshold.
+    # Template update: every template_update_interval frames whose best score reaches
+    # template_update_score, the target is cut again at its tracked box and the kernels become
+    # (1 - template_update) x the first frame's + template_update x this newest one's. Anchored
+    # to the first frame so a bad update is diluted, not compounded; 0 keeps the first alone.
+    template_update: float = Field(0.0, ge=0.0, le=1.0)
+    template_update_interval: int = Field(10, ge=1)
+    template_update_score: float = Field(0.9, ge=0.0, le=1.0)
     lost_threshold: float = 0.3
     found_threshold: float = 0.5
     lost_patience: int = 3

@@ -97,6 +97,8 @@ class SiamRPNTracker:
         self.cfg = nets.manifest.tracker
         self.deblur_mode: DeblurMode = deblur or nets.manifest.deblur_policy.mode
         self.search: TargetSearch | None = None  # the search network bound to this target's template
+        self.first_kernels: dict[str, np.ndarray] = {}  # the first frame's, kept for template update
+        self.frames_since_update = 0
         self.center = np.zeros(2)
         self.size = np.zeros(2)
         self.frame_shape: tuple[int, int] = (0, 0)
@@ -162,6 +164,7 @@ class SiamRPNTracker:
 
         t0 = time.perf_counter()
         kernels = self.nets.template.run({self.nets.manifest.template_image_input: template})
+        self.first_kernels, self.frames_since_update = kernels, 0
         self.search = self.nets.search.for_target(kernels)
         timings["track"] = (time.perf_counter() - t0) * 1e3
         timings["post"] = 0.0
@@ -216,6 +219,7 @@ class SiamRPNTracker:
             self.size = size if cfg.aspect_lr >= 1.0 else damp_aspect_change(self.size, size, cfg.aspect_lr)
             self._clamp_to_frame()
         timings["post"] += (time.perf_counter() - t0) * 1e3
+        self._maybe_update_template(frame, found.score, timings)
         timings["total"] = (time.perf_counter() - start) * 1e3
         box = Box.from_center(self.center[0], self.center[1], self.size[0], self.size[1])
         x, y, w, h = (float(v) for v in box)
@@ -248,6 +252,29 @@ class SiamRPNTracker:
         best = int(np.argmax(pscore))
         timings["post"] = timings.get("post", 0.0) + (time.perf_counter() - t0) * 1e3
         return _Located(boxes, evidence, best, float(score[best]), float(penalty[best]), float(pscore[best]))
+
+    def _maybe_update_template(self, frame: np.ndarray, best_score: float, timings: dict[str, float]) -> None:
+        """Blend the target's look at its tracked box into the kernels (TrackerConfig.template_update)."""
+        cfg = self.cfg
+        self.frames_since_update += 1
+        if (
+            cfg.template_update <= 0.0
+            or self.state != "tracking"
+            or self.frames_since_update < cfg.template_update_interval
+            or best_score < cfg.template_update_score
+        ):
+            return
+        self.frames_since_update = 0
+        update: dict[str, float] = {}
+        template, _ = self._template(frame, update)
+        t0 = time.perf_counter()
+        newest = self.nets.template.run({self.nets.manifest.template_image_input: template})
+        keep = 1.0 - cfg.template_update
+        blended = {name: keep * first + cfg.template_update * newest[name] for name, first in self.first_kernels.items()}
+        self.search = self.nets.search.for_target(blended)
+        timings["crop"] += update["crop"]
+        timings["deblur"] += update["deblur"]
+        timings["track"] += (time.perf_counter() - t0) * 1e3
 
     # -- state -----------------------------------------------------------------------------
     def _update_state(self, best_score: float) -> None:

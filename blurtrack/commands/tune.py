@@ -28,6 +28,10 @@ OPTIONAL_TRACKER_SETTINGS = {
     "best one by at least this IoU, 0 keeps the best box alone",
     "aspect_lr": "aspect-ratio learning rates to try: the box's w / h follows the chosen box at this times the "
     "size's pace, 1 as w and h, 0 keeps the first box's",
+    "template_update": "template-update weights to try: every --template-update-interval confident frames the kernels "
+    "become this much the newest look at the target and the rest the first frame's, 0 never updates",
+    "template_update_score": "template-update score gates to try: a frame updates the template only when its best "
+    "score reaches this",
 }
 
 
@@ -45,6 +49,13 @@ def _floats(value: str) -> list[float]:
     numbers = _numbers(value, "0.05,0.15")
     if any(not 0.0 <= n <= 1.0 for n in numbers):
         raise argparse.ArgumentTypeError(f"expected numbers between 0 and 1, got {value!r}")
+    return numbers
+
+
+def _intervals(value: str) -> list[float]:
+    numbers = _numbers(value, "5,10,20")
+    if any(n < 1 or n != int(n) for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected whole numbers of frames >= 1, got {value!r}")
     return numbers
 
 
@@ -126,6 +137,13 @@ def _add_tracker_flags(parser: argparse.ArgumentParser) -> None:
             dest=name,
             help=f"comma-separated {meaning} (default: keep the bundle's)",
         )
+    parser.add_argument(
+        "--template-update-interval",
+        type=_intervals,
+        default=None,
+        dest="template_update_interval",
+        help="comma-separated frame counts to try between template updates (default: keep the bundle's)",
+    )
 
 
 def _add_deblur_flags(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +242,7 @@ def _grid(args: argparse.Namespace, deblur_values: dict[str, list[float]]) -> li
     from blurtrack.models.evaluation.tuning import settings_grid
 
     values = {name: getattr(args, name) for name in DEFAULT_GRID}
-    for name in OPTIONAL_TRACKER_SETTINGS:
+    for name in (*OPTIONAL_TRACKER_SETTINGS, "template_update_interval"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     values.update(deblur_values)
@@ -299,13 +317,10 @@ def _write_report(args: argparse.Namespace, pipeline, sequences: list, rows: lis
 def _apply(pipeline, best: dict[str, float]) -> None:
     """Write the best setting into the bundle's manifest through the bundle's own save (a copy of
     the bundle: the loaded pipeline keeps the settings it was built with)."""
-    best_tracker, best_deblur = _split_settings(best)
+    from blurtrack.models.evaluation.tuning import with_settings
+
     manifest = pipeline.bundle.manifest
-    tuned_manifest = manifest.model_copy(
-        update={
-            "tracker": manifest.tracker.model_copy(update=best_tracker),
-            "deblur_policy": manifest.deblur_policy.model_copy(update=best_deblur),
-        }
-    )
+    tracker, policy = with_settings(manifest, best)
+    tuned_manifest = manifest.model_copy(update={"tracker": tracker, "deblur_policy": policy})
     tuned = pipeline.bundle.model_copy(update={"manifest": tuned_manifest})
     print(f"wrote {best} into {tuned.save()}")

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from blurtrack.engine.errors import BlurtrackError, DatasetError
-from blurtrack.engine.manifest import PRECISION_CHOICES
+from blurtrack.engine.manifest import PRECISION_CHOICES, TrackerConfig
 from blurtrack.engine.otb import Sequence, find_sequences
 from blurtrack.models.evaluation import peers
 from blurtrack.models.evaluation.runner import SequenceRun, evaluate, run_sequence
@@ -41,6 +43,8 @@ class TrackerSpec:
     precision: str = "auto"  # bundle rows: auto (the bundle's choice per network) | fp32 | int8
     missing: str = ""
     opencv: str | None = None  # for kind opencv: csrt | kcf | nanotrack | vittrack (default: the row's name)
+    # bundle rows: tracker settings (engine.manifest.TrackerConfig) in place of the bundle's own
+    tracker: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,12 @@ def load_config(path: Path | None = None) -> BenchConfig:
             raise BlurtrackError(
                 f"bench config {path}: tracker {t.name!r} needs kind bundle (with bundle = NAME, deblur in {DEBLUR_CHOICES}, "
                 f"precision in {PRECISION_CHOICES}) or opencv"
+            )
+        unknown = set(t.tracker) - set(TrackerConfig.model_fields)
+        if unknown:
+            raise BlurtrackError(
+                f"bench config {path}: tracker {t.name!r} sets unknown tracker settings {sorted(unknown)}; "
+                f"known: {', '.join(TrackerConfig.model_fields)}"
             )
     for d in data.values():
         if d.kind not in ("otb", "synthetic") or (d.kind == "otb" and not d.path):
@@ -168,7 +178,18 @@ def _bundle_contender(spec: TrackerSpec, pipelines: dict[tuple[str, str], Any], 
         return Contender(
             spec, details=details, reason=f"not available: bundle {spec.bundle} has no deblur network — {spec.missing}"
         )
-    return Contender(spec, run=lambda seq, tick: run_sequence(pipeline.new_tracker(deblur=deblur), seq, tick), details=details)
+    settings = None
+    if spec.tracker:
+        try:
+            settings = TrackerConfig.model_validate({**pipeline.bundle.manifest.tracker.model_dump(), **spec.tracker})
+        except ValidationError as exc:
+            return Contender(spec, details=details, reason=f"not available: bad tracker settings {spec.tracker}: {exc}")
+        details["tracker_settings"] = ", ".join(f"{k} {v:g}" for k, v in spec.tracker.items())
+
+    def run(seq: Sequence, tick: Callable[[int], None]) -> SequenceRun:
+        return run_sequence(pipeline.new_tracker(deblur=deblur, tracker_config=settings), seq, tick)
+
+    return Contender(spec, run=run, details=details)
 
 
 def _opencv_contender(spec: TrackerSpec, threads: int, cache_dir: Path, shared_dir: Path, setup: bool) -> Contender:

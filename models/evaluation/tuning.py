@@ -13,10 +13,20 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from blurtrack.engine.manifest import DeblurConfig, Manifest, TrackerConfig
 from blurtrack.engine.otb import Sequence
 from blurtrack.models.evaluation.runner import evaluate, run_dataset
 
-TRACKER_SETTINGS = ("penalty_k", "window_influence", "lr", "box_vote_iou", "aspect_lr")
+TRACKER_SETTINGS = (
+    "penalty_k",
+    "window_influence",
+    "lr",
+    "box_vote_iou",
+    "aspect_lr",
+    "template_update",
+    "template_update_interval",
+    "template_update_score",
+)
 # the deblur policy's (engine.manifest.DeblurConfig): crops whose blur score is below
 # blur_threshold are deblurred, frames whose best tracker score is below rescue_score are tracked
 # again deblurred, and strength blends the deblurred crop with the crop as it came
@@ -37,6 +47,17 @@ def objective(summary: dict[str, Any]) -> float:
     return 0.5 * ((summary["precision@15"] or 0.0) + (summary["success@0.6"] or 0.0))
 
 
+def with_settings(manifest: Manifest, settings: dict[str, float]) -> tuple[TrackerConfig, DeblurConfig]:
+    """The manifest's tracker settings and deblur policy with `settings` in place, validated (so a
+    grid's 10.0 frames become the int the tracker counts in)."""
+    tracker = {k: v for k, v in settings.items() if k in TRACKER_SETTINGS}
+    policy = {k: v for k, v in settings.items() if k in DEBLUR_SETTINGS}
+    return (
+        TrackerConfig.model_validate({**manifest.tracker.model_dump(), **tracker}),
+        DeblurConfig.model_validate({**manifest.deblur_policy.model_dump(), **policy}),
+    )
+
+
 def evaluate_settings(
     pipeline,
     sequences: list[Sequence],
@@ -45,9 +66,7 @@ def evaluate_settings(
     on_frame: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Pooled metrics of the pipeline's trackers built with `settings` in place of the bundle's own."""
-    manifest = pipeline.bundle.manifest
-    tracker_config = manifest.tracker.model_copy(update={k: v for k, v in settings.items() if k in TRACKER_SETTINGS})
-    policy = manifest.deblur_policy.model_copy(update={k: v for k, v in settings.items() if k in DEBLUR_SETTINGS})
+    tracker_config, policy = with_settings(pipeline.bundle.manifest, settings)
 
     def make_tracker():
         return pipeline.new_tracker(deblur=deblur, tracker_config=tracker_config, deblur_policy=policy)

@@ -103,18 +103,62 @@ def test_aspect_lr_zero_keeps_the_first_boxs_aspect_ratio(pipeline):
     assert np.abs(np.log(half_aspects / first_aspect)).max() < np.abs(np.log(free_aspects / first_aspect)).max()
 
 
-def test_mslite_and_onnxruntime_track_alike(pipeline, mslite_pipeline):
+@pytest.mark.parametrize("template_update", [0.0, 0.3])
+def test_mslite_and_onnxruntime_track_alike(pipeline, mslite_pipeline, template_update):
     # Two different targets one after the other: the second template must replace the first
-    # (Lite keeps a convolution weight fed as an input unless the model is rebuilt).
+    # (Lite keeps a convolution weight fed as an input unless the model is rebuilt), and so must
+    # an updated template.
     assert mslite_pipeline.describe()["backend"] == "mslite"
+    config = tracker_config(pipeline, template_update=template_update, template_update_interval=5, template_update_score=0.0)
     for seed, size in ((12, (40, 40)), (13, (30, 50))):
         seq = render_moving_target(30, step=(6.0, 3.0), seed=seed, target=size)
-        ort_results = run_sequence(pipeline.new_tracker(deblur="on"), seq)
-        ms_results = run_sequence(mslite_pipeline.new_tracker(deblur="on"), seq)
+        ort_results = run_sequence(pipeline.new_tracker(deblur="on", tracker_config=config), seq)
+        ms_results = run_sequence(mslite_pipeline.new_tracker(deblur="on", tracker_config=config), seq)
         for a, b in zip(ort_results, ms_results):
             np.testing.assert_allclose(a.box, b.box, atol=1e-3)
             assert abs(a.score - b.score) < 1e-3
             assert a.state == b.state
+
+
+def test_template_update_blends_the_newest_look_into_the_kernels(pipeline):
+    seq = render_moving_target(12, step=(5.0, 2.0), seed=8)
+    config = tracker_config(pipeline, template_update=0.25, template_update_interval=4, template_update_score=0.0)
+    tracker = pipeline.new_tracker(deblur="off", tracker_config=config)
+    bound: list[dict[str, np.ndarray]] = []
+    networks = tracker.nets.search
+    tracker.nets = replace(tracker.nets, search=_Recording(networks, bound))
+    tracker.init(seq.frames[0], seq.boxes[0])
+    first = bound[0]
+    for frame in seq.frames[1:9]:
+        tracker.track(frame)
+    # rebound after frames 4 and 8 only, each time from the first frame's kernels and the newest look
+    assert len(bound) == 3
+    expected = pipeline.networks.template.run({"template": tracker._template(seq.frames[8], {})[0]})
+    for name, kernel in bound[2].items():
+        np.testing.assert_allclose(kernel, 0.75 * first[name] + 0.25 * expected[name], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(kernel, first[name])
+
+
+def test_template_update_waits_for_a_confident_frame(pipeline):
+    seq = render_moving_target(12, step=(5.0, 2.0), seed=8)
+    config = tracker_config(pipeline, template_update=0.25, template_update_interval=1, template_update_score=1.0)
+    tracker = pipeline.new_tracker(deblur="off", tracker_config=config)
+    bound: list[dict[str, np.ndarray]] = []
+    tracker.nets = replace(tracker.nets, search=_Recording(tracker.nets.search, bound))
+    results = run_sequence(tracker, seq)
+    # no frame scores a full 1.0, so the first frame's template is the only one
+    assert all(r.score < 1.0 for r in results) and len(bound) == 1
+
+
+class _Recording:
+    """A search network that notes the kernels each target binds (the real network still runs)."""
+
+    def __init__(self, search, bound: list):
+        self.search, self.bound = search, bound
+
+    def for_target(self, kernels):
+        self.bound.append({k: np.array(v) for k, v in kernels.items()})
+        return self.search.for_target(kernels)
 
 
 def test_reports_lost_when_target_leaves_and_keeps_a_box(pipeline):

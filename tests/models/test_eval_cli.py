@@ -124,6 +124,11 @@ kind = "bundle"
 bundle = "{test_bundle}"
 deblur = "off"
 [[trackers]]
+name = "test-update"
+kind = "bundle"
+bundle = "{test_bundle}"
+tracker = {{ template_update = 0.5, template_update_interval = 2, template_update_score = 0.0 }}
+[[trackers]]
 name = "alexnet"
 kind = "bundle"
 bundle = "no-such-bundle"
@@ -159,10 +164,35 @@ kind = "opencv"
     for png in ("curves_tiny.png", "speed_accuracy.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "boxes" / "tiny" / "test" / "square-a.txt").is_file()
+    # a row's tracker table replaces the bundle's settings for that row alone
+    assert (
+        rows["test-update"]["details"]["tracker_settings"]
+        == "template_update 0.5, template_update_interval 2, template_update_score 0"
+    )
+    assert "tracker_settings" not in rows["test"]["details"]
+    boxes = {row: (out / "boxes" / "tiny" / row / "square-a.txt").read_text() for row in ("test", "test-update")}
+    assert boxes["test"] != boxes["test-update"]
     report = (tmp_path / "BENCH.md").read_text()
     assert "| test " in report and "not available" in report
     assert "(bench/curves_tiny.png)" in report  # linked relative to the copy
     assert "not available" in result.stdout
+
+
+def test_bench_refuses_unknown_tracker_settings(dataset, test_bundle, tmp_path):
+    config = tmp_path / "bench.toml"
+    config.write_text(f"""
+[data.tiny]
+kind = "otb"
+path = "{dataset}"
+[[trackers]]
+name = "test"
+kind = "bundle"
+bundle = "{test_bundle}"
+tracker = {{ template_updates = 0.5 }}
+""")
+    result = blurtrack("bench", "--config", config, "--out", tmp_path / "bench", "--no-peer-setup")
+    assert result.returncode == 2
+    assert "unknown tracker settings ['template_updates']" in result.stderr and "template_update," in result.stderr
 
 
 def test_tuning_runs_every_setting_through_the_pipeline_and_ranks_them(dataset, test_bundle):
@@ -255,6 +285,15 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     written = json.loads((bundle / "manifest.json").read_text())
     assert written["deblur_policy"]["blur_threshold"] == best_threshold
     assert "blur_threshold" not in written["tracker"]
+
+    update = tune_small("0.3", "--template-update", "0.5", "--template-update-interval", "2,5")
+    assert update.returncode == 0, update.stderr
+    assert sorted(r["settings"]["template_update_interval"] for r in json.loads(out.read_text())["ranking"]) == [2, 5]
+    written = json.loads((bundle / "manifest.json").read_text())["tracker"]
+    assert written["template_update"] == 0.5 and written["template_update_interval"] in (2, 5)
+    assert isinstance(written["template_update_interval"], int)  # a count of frames, whatever the grid held
+    bad = tune_small("0.3", "--template-update-interval", "2.5")
+    assert bad.returncode == 2 and "whole numbers of frames" in bad.stderr
 
     rescue = tune_small("0.3", "--blur-threshold", "0", "--rescue-score", "0,1")
     assert rescue.returncode == 0, rescue.stderr
