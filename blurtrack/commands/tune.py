@@ -78,7 +78,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference runtime (default: BLURTRACK_BACKEND or auto)")
     parser.add_argument("--threads", type=positive_int, help="intra-op threads per network (default: BLURTRACK_THREADS or 2)")
     parser.add_argument(
-        "--deblur", choices=["bundle", "off"], default="bundle", help="deblur by the bundle's policy (default) or never"
+        "--deblur",
+        choices=["bundle", "off", "auto"],
+        default="bundle",
+        help="deblur by the bundle's policy (default), never, or by the gate (auto: what --blur-threshold tunes, "
+        "also for a bundle whose policy is off)",
     )
     _add_data_flags(parser)
     _add_tracker_flags(parser)
@@ -197,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         _write_report(args, pipeline, sequences, rows)
     if args.apply:
-        _apply(pipeline, rows[0]["settings"])
+        _apply(pipeline, rows[0]["settings"], args.deblur)
     return 0
 
 
@@ -254,7 +258,7 @@ def _rank(args: argparse.Namespace, pipeline, sequences: list, grid: list[dict[s
 
     from blurtrack.models.evaluation.tuning import tune
 
-    deblur = None if args.deblur == "bundle" else "off"
+    deblur = None if args.deblur == "bundle" else args.deblur
     total = len(grid) * sum(len(s) for s in sequences)
     with tqdm(total=total, unit="frame", desc=f"tune {len(grid)} settings", file=sys.stderr, dynamic_ncols=True) as bar:
         return tune(pipeline, sequences, grid, deblur, bar.update)
@@ -314,13 +318,16 @@ def _write_report(args: argparse.Namespace, pipeline, sequences: list, rows: lis
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def _apply(pipeline, best: dict[str, float]) -> None:
+def _apply(pipeline, best: dict[str, float], deblur: str) -> None:
     """Write the best setting into the bundle's manifest through the bundle's own save (a copy of
-    the bundle: the loaded pipeline keeps the settings it was built with)."""
+    the bundle: the loaded pipeline keeps the settings it was built with); ranked with the gate on
+    (--deblur auto), the policy becomes auto, as it was measured."""
     from blurtrack.models.evaluation.tuning import with_settings
 
     manifest = pipeline.bundle.manifest
     tracker, policy = with_settings(manifest, best)
+    if deblur == "auto":
+        policy = policy.model_copy(update={"mode": "auto"})
     tuned_manifest = manifest.model_copy(update={"tracker": tracker, "deblur_policy": policy})
     tuned = pipeline.bundle.model_copy(update={"manifest": tuned_manifest})
     print(f"wrote {best} into {tuned.save()}")

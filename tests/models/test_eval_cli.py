@@ -312,6 +312,16 @@ def test_tune_command_writes_the_ranking_and_applies_the_best_setting(shared, te
     written = json.loads((bundle / "manifest.json").read_text())
     assert written["deblur_policy"]["strength"] == ranking[0]["settings"]["strength"]
 
+    # a bundle whose policy is off: --deblur auto ranks its gate all the same, and --apply turns it on
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["deblur_policy"]["mode"] = "off"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    gated = tune_small("0.3", "--deblur", "auto", "--blur-threshold", "0,1e9")
+    assert gated.returncode == 0, gated.stderr
+    by_threshold = {r["settings"]["blur_threshold"]: r for r in json.loads(out.read_text())["ranking"]}
+    assert by_threshold[0.0]["deblurred_frames"] == 0 and by_threshold[1e9]["deblurred_frames"] > 0
+    assert json.loads((bundle / "manifest.json").read_text())["deblur_policy"]["mode"] == "auto"
+
     # the tracker settings tuned only on request: each value ranked, the best written into the manifest
     for flag, key, values in (("--box-vote-iou", "box_vote_iou", [0.0, 0.6]), ("--aspect-lr", "aspect_lr", [0.0, 1.0])):
         tuned = tune_small("0.3", flag, ",".join(map(str, values)))
