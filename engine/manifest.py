@@ -157,17 +157,19 @@ class TrackerConfig(BaseModel):
     # far coarser than that both land on the same point, so their next crops are identical and
     # their paths stay one instead of drifting apart frame by frame.
     state_grid: float = Field(0.0, ge=0.0, le=1.0)
+    # Template update: on the first frame at least template_update_interval frames after the last
+    # update whose best score reaches template_update_score, the target is cut again at its
+    # tracked box and the kernels become (1 - template_update) x the first frame's +
+    # template_update x this newest one's. Anchored to the first frame so a bad update is
+    # diluted, not compounded; 0 keeps the first alone (the shipped bundles: models/weights/
+    # MODEL_CARD.md says why).
+    template_update: float = Field(0.0, ge=0.0, le=1.0)
+    template_update_interval: int = Field(10, ge=1)
+    template_update_score: float = Field(0.8, ge=0.0, le=1.0)
     # A frame whose best score is below lost_threshold counts as a miss; after lost_patience
     # misses in a row the state becomes `lost` and the search region grows by lost_search_growth
     # per missed frame, up to lost_search_max times the normal region, until a frame scores
     # at least found_threshold.
-    # Template update: every template_update_interval frames whose best score reaches
-    # template_update_score, the target is cut again at its tracked box and the kernels become
-    # (1 - template_update) x the first frame's + template_update x this newest one's. Anchored
-    # to the first frame so a bad update is diluted, not compounded; 0 keeps the first alone.
-    template_update: float = Field(0.0, ge=0.0, le=1.0)
-    template_update_interval: int = Field(10, ge=1)
-    template_update_score: float = Field(0.9, ge=0.0, le=1.0)
     lost_threshold: float = 0.3
     found_threshold: float = 0.5
     lost_patience: int = 3
