@@ -25,6 +25,7 @@ from blurtrack.engine.pipeline import Pipeline
 from blurtrack.engine.runtime import get_backend
 from blurtrack.engine.runtime.base import ModelSession
 from blurtrack.models.evaluation.runner import evaluate, run_dataset
+from blurtrack.models.evaluation.temporal import temporal_segments
 from blurtrack.models.quantization.calibration import CalibrationSet
 
 Feeds = dict[str, np.ndarray]
@@ -119,10 +120,11 @@ def paired_speed(fp32: ModelSession, int8: ModelSession, feeds: list[Feeds], rep
 
 
 def tracking_scores(
-    bundle: Bundle, runtime: str, threads: int, precision: str, deblur: DeblurMode | None, clips: list[Path]
+    bundle: Bundle, runtime: str, threads: int, precision: str, deblur: DeblurMode | None, clips: list[Path], starts: int = 1
 ) -> dict[str, float]:
-    """Pooled P@15 and S@0.6 of the whole tracker on `clips` (one-pass, from each clip's first box)."""
+    """Pooled P@15 and S@0.6 of the whole tracker on `clips`, each tracked from `starts` start frames
+    (models/evaluation/temporal.py; 1: from its first box only)."""
     pipeline = Pipeline(bundle, get_backend(runtime, threads=threads), precision=precision)
-    sequences = [load_sequence(clip) for clip in clips]
+    sequences = temporal_segments([load_sequence(clip) for clip in clips], starts)
     pooled = evaluate(run_dataset(lambda: pipeline.new_tracker(deblur=deblur), sequences), sequences)["pooled"]
     return {"precision@15": pooled["precision@15"], "success@0.6": pooled["success@0.6"]}
