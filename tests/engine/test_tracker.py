@@ -125,8 +125,7 @@ def test_template_update_blends_the_newest_look_into_the_kernels(pipeline):
     config = tracker_config(pipeline, template_update=0.25, template_update_interval=4, template_update_score=0.0)
     tracker = pipeline.new_tracker(deblur="off", tracker_config=config)
     bound: list[dict[str, np.ndarray]] = []
-    networks = tracker.nets.search
-    tracker.nets = replace(tracker.nets, search=_Recording(networks, bound))
+    tracker.nets = replace(tracker.nets, search=_Recording(tracker.nets.search, bound))
     tracker.init(seq.frames[0], seq.boxes[0])
     first = bound[0]
     for frame in seq.frames[1:9]:
