@@ -122,10 +122,7 @@ def test_mslite_and_onnxruntime_track_alike(pipeline, mslite_pipeline, template_
 
 def test_template_update_blends_the_newest_look_into_the_kernels(pipeline):
     seq = render_moving_target(12, step=(5.0, 2.0), seed=8)
-    config = tracker_config(pipeline, template_update=0.25, template_update_interval=4, template_update_score=0.0)
-    tracker = pipeline.new_tracker(deblur="off", tracker_config=config)
-    bound: list[dict[str, np.ndarray]] = []
-    tracker.nets = replace(tracker.nets, search=_Recording(tracker.nets.search, bound))
+    tracker, bound = updating_tracker(pipeline, interval=4, score=0.0)
     tracker.init(seq.frames[0], seq.boxes[0])
     first = bound[0]
     for frame in seq.frames[1:9]:
@@ -140,13 +137,19 @@ def test_template_update_blends_the_newest_look_into_the_kernels(pipeline):
 
 def test_template_update_waits_for_a_confident_frame(pipeline):
     seq = render_moving_target(12, step=(5.0, 2.0), seed=8)
-    config = tracker_config(pipeline, template_update=0.25, template_update_interval=1, template_update_score=1.0)
-    tracker = pipeline.new_tracker(deblur="off", tracker_config=config)
-    bound: list[dict[str, np.ndarray]] = []
-    tracker.nets = replace(tracker.nets, search=_Recording(tracker.nets.search, bound))
+    tracker, bound = updating_tracker(pipeline, interval=1, score=1.0)
     results = run_sequence(tracker, seq)
     # no frame scores a full 1.0, so the first frame's template is the only one
     assert all(r.score < 1.0 for r in results) and len(bound) == 1
+
+
+def updating_tracker(pipeline, interval: int, score: float):
+    """A tracker with template update 0.25, and the list of kernels it binds its search network to."""
+    config = tracker_config(pipeline, template_update=0.25, template_update_interval=interval, template_update_score=score)
+    tracker = pipeline.new_tracker(deblur="off", tracker_config=config)
+    bound: list[dict[str, np.ndarray]] = []
+    tracker.nets = replace(tracker.nets, search=_Recording(tracker.nets.search, bound))
+    return tracker, bound
 
 
 class _Recording:
